@@ -1,0 +1,5 @@
+"""Allow ``python -m edgeagent``."""
+
+from edgeagent.cli import main
+
+raise SystemExit(main())

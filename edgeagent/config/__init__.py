@@ -1,0 +1,1 @@
+"""Configuration: YAML files validated into frozen dataclasses (see ``model``)."""

@@ -1,0 +1,1 @@
+"""Network interfaces: what the device has, and when it changes."""
