@@ -1,0 +1,1 @@
+"""The local control API: JSON lines over an owner-only Unix socket in the runtime dir."""

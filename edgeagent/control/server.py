@@ -1,0 +1,156 @@
+"""The control socket server: a thin asyncio adapter around ``protocol`` and a handler table.
+
+Handlers are ``async def handler(params) -> result`` registered by the composition root.
+An ``EdgeAgentError`` raised by a handler becomes an error reply (code = class name); any
+other exception is logged and reported as ``internal`` so one bad request never stops the
+agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from edgeagent.control.protocol import LineFramer, encode_error, encode_result, parse_request
+from edgeagent.errors import EdgeAgentError, ProtocolError, TransportError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+MAX_CLIENTS = 32
+
+
+class ControlServer:
+    """Serves ``handlers`` on a Unix socket at ``path`` with mode 0600 in a 0700 directory."""
+
+    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+        self._path = path
+        self._handlers = dict(handlers)
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        directory = self._path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(directory, 0o700)
+            self._remove_stale_socket()
+            old_umask = os.umask(0o177)
+            try:
+                self._server = await asyncio.start_unix_server(self._serve_client, path=self._path)
+            finally:
+                os.umask(old_umask)
+            os.chmod(self._path, 0o600)
+        except OSError as exc:
+            raise TransportError(f"cannot open control socket {self._path}: {exc}") from exc
+
+    async def close(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for task in list(self._clients):
+            task.cancel()
+        for task in list(self._clients):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+    def _remove_stale_socket(self) -> None:
+        """Remove a socket left by a killed agent, but refuse to steal a live one."""
+        try:
+            mode = self._path.lstat().st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise TransportError(f"{self._path} exists and is not a socket; remove it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self._path))
+        except OSError:
+            self._path.unlink()
+            return
+        finally:
+            probe.close()
+        raise TransportError(
+            f"another agent is already serving {self._path}; give each agent its own "
+            "--runtime-dir (EDGEAGENT_RUNTIME_DIR)"
+        )
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - start_unix_server always runs us in a task
+            return
+        if len(self._clients) >= MAX_CLIENTS:
+            writer.write(encode_error(None, "busy", "too many control clients"))
+            writer.close()
+            return
+        task.set_name("edgeagent[control].client")
+        self._clients.add(task)
+        framer = LineFramer()
+        try:
+            while data := await reader.read(65536):
+                try:
+                    lines = framer.feed(data)
+                except ProtocolError as exc:
+                    writer.write(encode_error(None, "bad_request", str(exc)))
+                    break
+                for line in lines:
+                    writer.write(await self._answer(line))
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _answer(self, line: bytes) -> bytes:
+        try:
+            request = parse_request(line)
+        except ProtocolError as exc:
+            return encode_error(None, "bad_request", str(exc))
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            known = ", ".join(sorted(self._handlers))
+            return encode_error(
+                request.id, "unknown_method", f"unknown method {request.method!r} (known: {known})"
+            )
+        try:
+            return encode_result(request.id, await handler(request.params))
+        except EdgeAgentError as exc:
+            return encode_error(request.id, type(exc).__name__, str(exc))
+        except Exception:
+            log.exception("control method %s failed", request.method)
+            reason = f"{request.method} failed; see the agent log"
+            return encode_error(request.id, "internal", reason)
