@@ -1,0 +1,123 @@
+"""The effective ``Config`` as data: a JSON-able dict and YAML text (``edgeagent check``).
+
+The output uses the keys of the YAML contract and every value explicitly (defaults filled in,
+``hostname`` in ``mdns.hosts`` resolved), so loading the rendered text gives the same
+``Config`` back. Durations are written as seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import yaml
+
+from edgeagent.config.model import (
+    Config,
+    DeviceConfig,
+    DnsBridgeConfig,
+    InterfacesConfig,
+    MdnsConfig,
+    ServiceConfig,
+)
+
+REDACTED = "<secret>"
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The effective config as plain data in the shape of the YAML contract."""
+    return {
+        "device": _device(config.device),
+        "mdns": _mdns(config.mdns),
+        "dns_bridge": _dns_bridge(config.dns_bridge),
+        "log_level": config.log_level,
+    }
+
+
+def render_yaml(
+    config: Config,
+    *,
+    redact: Collection[str] = (),
+    sources: Collection[str] = (),
+) -> str:
+    """The effective config as YAML text.
+
+    ``redact``: key paths (``mdns.services[web].txt.token``, as ``LoadedConfig.secret_paths``)
+    whose values are replaced by ``<secret>``. ``sources``: named in a header comment.
+    """
+    data = redact_paths(config_to_dict(config), redact) if redact else config_to_dict(config)
+    header = "# effective edgeagent configuration"
+    if sources:
+        header += " from: " + " <- ".join(["built-in defaults", *sources])
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return f"{header}\n{body}"
+
+
+def redact_paths(data: Any, paths: Collection[str], path: str = "") -> Any:
+    """A copy of ``data`` with the values at ``paths`` replaced by ``<secret>``."""
+    if path in paths:
+        return REDACTED
+    if isinstance(data, dict):
+        return {
+            key: redact_paths(value, paths, f"{path}.{key}" if path else str(key))
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [
+            redact_paths(item, paths, f"{path}[{_item_label(item, index)}]")
+            for index, item in enumerate(data)
+        ]
+    return data
+
+
+def _item_label(item: Any, index: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
+        return str(item["id"])
+    return str(index)
+
+
+def _device(device: DeviceConfig) -> dict[str, Any]:
+    return {"hostname": device.hostname}
+
+
+def _mdns(mdns: MdnsConfig) -> dict[str, Any]:
+    return {
+        "hosts": list(mdns.hosts),
+        "instance_name": mdns.instance_name,
+        "ttl": mdns.ttl,
+        "interfaces": _interfaces(mdns.interfaces),
+        "services": [_service(service) for service in mdns.services],
+        "advertise_agent": mdns.advertise_agent,
+        "agent_port": mdns.agent_port,
+        "cache_size": mdns.cache_size,
+        "cache_max_ttl": mdns.cache_max_ttl,
+        "query_timeout": mdns.query_timeout,
+    }
+
+
+def _interfaces(interfaces: InterfacesConfig) -> dict[str, Any]:
+    return {"include": list(interfaces.include), "exclude": list(interfaces.exclude)}
+
+
+def _service(service: ServiceConfig) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": service.id, "type": service.type, "port": service.port}
+    if service.txt:
+        data["txt"] = dict(service.txt)
+    data["priority"] = service.priority
+    data["weight"] = service.weight
+    if service.instance_name is not None:
+        data["instance_name"] = service.instance_name
+    return data
+
+
+def _dns_bridge(bridge: DnsBridgeConfig) -> dict[str, Any]:
+    return {
+        "enabled": bridge.enabled,
+        "address": bridge.address,
+        "port": bridge.port,
+        "recursive": bridge.recursive,
+        "upstreams": list(bridge.upstreams),
+        "query_timeout": bridge.query_timeout,
+        "upstream_timeout": bridge.upstream_timeout,
+        "udp_payload_size": bridge.udp_payload_size,
+    }

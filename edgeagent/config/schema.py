@@ -1,0 +1,937 @@
+"""The configuration schema: located value trees, layer merging and validation into ``Config``.
+
+Theory of operation
+-------------------
+The loader turns every layer (a YAML file, or the runtime overrides dict) into a tree of
+:class:`Node` values. A node remembers *where* it was written (file and line), so every problem
+found later can name its origin even after layers were merged. This module does no I/O: it
+merges trees (:func:`merge`) and validates the merged tree into the frozen dataclasses of
+``model`` (:func:`build_config`), collecting every issue before raising one ``ConfigError``.
+
+Validation is table-driven. :data:`SECTIONS` maps each top-level key to a builder; a builder
+reads its mapping through :class:`FieldReader`, which reports unknown keys (with a
+did-you-mean) for every key the builder did not ask for. Adding a section (``mesh:``,
+``reactors:``, ``mqtt:``) is: a dataclass in ``model``, a field on ``Config``, a builder here,
+one line in :data:`SECTIONS` (and, for lists merged by ``id``, one entry in
+:data:`ID_MERGED_LISTS`).
+
+Merge rule (lowest layer first: built-in defaults <- base file <- device overlay <- runtime
+overrides): mappings deep-merge; scalars and lists replace; an empty value (``key:``/``~``)
+counts as "not set" and never overrides; lists named in :data:`ID_MERGED_LISTS` merge by the
+``id`` of their items: an item replaces the lower item with the same id (in its place), new ids
+are appended, and ``{id: X, remove: true}`` deletes X. Removal items stay in the merged tree
+(so merging is associative) and are skipped by the validator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from edgeagent.config.model import (
+    Config,
+    DeviceConfig,
+    DnsBridgeConfig,
+    InterfacesConfig,
+    MdnsConfig,
+    ServiceConfig,
+)
+from edgeagent.errors import ConfigError
+
+T = TypeVar("T")
+
+Scalar = None | bool | int | float | str
+
+#: Paths of lists whose items are mappings merged by their ``id`` (see the module docstring).
+ID_MERGED_LISTS: frozenset[tuple[str, ...]] = frozenset({("mdns", "services")})
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+HOSTNAME_TOKEN = "hostname"  # noqa: S105 - not a password; in mdns.hosts: "the device hostname"
+
+
+# --------------------------------------------------------------------------------------------
+# Located values
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The origin of a value: a file (or a named source such as "runtime overrides") and line."""
+
+    source: str
+    line: int | None = None  # 1-based; None for sources without lines
+
+    def __str__(self) -> str:
+        return self.source if self.line is None else f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Node:
+    """One value of a config layer and where it was written.
+
+    ``value`` is a scalar, a tuple of nodes (a YAML sequence) or a dict of nodes (a mapping;
+    not mutated after construction). ``key_where`` is where the key of a mapping value is
+    written; ``secret`` marks values that came from ``!secret``.
+    """
+
+    value: Scalar | tuple[Node, ...] | dict[str, Node]
+    where: Where
+    key_where: Where | None = None
+    secret: bool = False
+
+    @property
+    def is_mapping(self) -> bool:
+        return isinstance(self.value, dict)
+
+    @property
+    def is_sequence(self) -> bool:
+        return isinstance(self.value, tuple)
+
+    def child(self, key: str) -> Node | None:
+        return self.value.get(key) if isinstance(self.value, dict) else None
+
+
+class Issues:
+    """Collects problems as ``FILE:LINE: key.path: message`` lines."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: Where | None, path: str, message: str) -> None:
+        location = f"{where}: " if where is not None else ""
+        self.items.append(f"{location}{path or '(top level)'}: {message}")
+
+    def extend(self, other: Iterable[str]) -> None:
+        self.items.extend(other)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def join_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def item_path(path: str, index: int, item: Node) -> str:
+    """``services[ssh]`` for an item with a string ``id``, else ``hosts[2]``."""
+    ident = item.child("id")
+    if ident is not None and isinstance(ident.value, str) and ident.value:
+        return f"{path}[{ident.value}]"
+    return f"{path}[{index}]"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def from_plain(value: Any, where: Where, issues: Issues, path: str = "") -> Node:
+    """A node tree for an already-parsed value (the runtime overrides dict)."""
+    if isinstance(value, Mapping):
+        entries: dict[str, Node] = {}
+        for key, sub in value.items():
+            if not isinstance(key, str):
+                issues.add(where, path, f"keys must be strings, got {key!r}")
+                continue
+            child = from_plain(sub, where, issues, join_path(path, key))
+            entries[key] = dataclasses.replace(child, key_where=where)
+        return Node(entries, where)
+    if isinstance(value, list | tuple):
+        return Node(
+            tuple(from_plain(v, where, issues, f"{path}[{i}]") for i, v in enumerate(value)), where
+        )
+    if value is None or isinstance(value, bool | int | float | str):
+        return Node(value, where)
+    issues.add(where, path, f"unsupported value {value!r}")
+    return Node(None, where)
+
+
+def to_plain(node: Node | None) -> Any:
+    """The plain (JSON-able) value of a node tree."""
+    if node is None:
+        return None
+    if isinstance(node.value, dict):
+        return {key: to_plain(child) for key, child in node.value.items()}
+    if isinstance(node.value, tuple):
+        return [to_plain(child) for child in node.value]
+    return node.value
+
+
+def secret_paths(node: Node | None, path: str = "") -> frozenset[str]:
+    """Key paths (as in error messages) of every value that came from ``!secret``."""
+    if node is None:
+        return frozenset()
+    if node.secret:
+        return frozenset({path})
+    found: set[str] = set()
+    if isinstance(node.value, dict):
+        for key, child in node.value.items():
+            found |= secret_paths(child, join_path(path, key))
+    elif isinstance(node.value, tuple):
+        for index, child in enumerate(node.value):
+            found |= secret_paths(child, item_path(path, index, child))
+    return frozenset(found)
+
+
+# --------------------------------------------------------------------------------------------
+# Merging
+# --------------------------------------------------------------------------------------------
+def merge(base: Node | None, overlay: Node | None, path: tuple[str, ...] = ()) -> Node | None:
+    """``overlay`` layered on ``base`` by the merge rule of the module docstring."""
+    if overlay is None or overlay.value is None:
+        return base
+    if base is None or base.value is None:
+        return overlay
+    if isinstance(base.value, dict) and isinstance(overlay.value, dict):
+        entries = dict(base.value)
+        for key, child in overlay.value.items():
+            merged = merge(entries.get(key), child, (*path, key))
+            if merged is not None:
+                entries[key] = dataclasses.replace(merged, key_where=child.key_where)
+        return Node(entries, overlay.where, overlay.key_where)
+    if (
+        path in ID_MERGED_LISTS
+        and isinstance(base.value, tuple)
+        and isinstance(overlay.value, tuple)
+    ):
+        items: dict[object, Node] = {_merge_key(item): item for item in base.value}
+        for item in overlay.value:
+            items[_merge_key(item)] = item  # dict keeps the position of a replaced key
+        return Node(tuple(items.values()), overlay.where, overlay.key_where)
+    return overlay
+
+
+def is_removal(item: Node) -> bool:
+    """Whether a list item is a ``{id: X, remove: true}`` tombstone."""
+    flag = item.child("remove")
+    return flag is not None and flag.value is True
+
+
+def unmatched_removals(below: Node | None, layer: Node | None, issues: Issues) -> None:
+    """Report tombstones in ``layer`` that delete nothing in the merged layers ``below``.
+
+    A typo in a removal id would otherwise silently keep the service.
+    """
+    for list_path in sorted(ID_MERGED_LISTS):
+        layer_items = _at(layer, list_path)
+        if layer_items is None or not isinstance(layer_items.value, tuple):
+            continue
+        existing = _at(below, list_path)
+        live_ids = [
+            _ident(item)
+            for item in (existing.value if existing and isinstance(existing.value, tuple) else ())
+            if not is_removal(item) and _ident(item) is not None
+        ]
+        for index, item in enumerate(layer_items.value):
+            ident = _ident(item)
+            if is_removal(item) and ident is not None and ident not in live_ids:
+                issues.add(
+                    item.where,
+                    item_path(".".join(list_path), index, item),
+                    f"remove: no item with id '{ident}' in the layers below"
+                    + did_you_mean(ident, [i for i in live_ids if i is not None]),
+                )
+
+
+def _at(node: Node | None, path: tuple[str, ...]) -> Node | None:
+    for key in path:
+        if node is None:
+            return None
+        node = node.child(key)
+    return node
+
+
+def _ident(item: Node) -> str | None:
+    ident = item.child("id")
+    return ident.value if ident is not None and isinstance(ident.value, str) else None
+
+
+def _merge_key(item: Node) -> object:
+    ident = _ident(item)
+    return ("id", ident) if ident is not None else ("node", id(item))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+Parser = Callable[[Node, str, Issues], T | None]
+"""Parses one value: returns it, or reports an issue and returns None (the default is used)."""
+
+
+class FieldReader:
+    """Reads the fields of one mapping; :meth:`finish` reports every key nobody asked for."""
+
+    def __init__(self, node: Node | None, path: str, issues: Issues) -> None:
+        self.path = path
+        self.issues = issues
+        self._asked: list[str] = []
+        self._entries: dict[str, Node] = {}
+        if node is not None and node.value is not None:
+            if isinstance(node.value, dict):
+                self._entries = node.value
+            else:
+                issues.add(node.where, path, f"expected a mapping, got {describe(node)}")
+
+    def node(self, key: str) -> Node | None:
+        """The raw node of ``key``, or None when absent or empty."""
+        self._asked.append(key)
+        child = self._entries.get(key)
+        return None if child is None or child.value is None else child
+
+    def get(self, key: str, parse: Parser[T], default: T) -> T:
+        child = self.node(key)
+        if child is None:
+            return default
+        parsed = parse(child, join_path(self.path, key), self.issues)
+        return default if parsed is None else parsed
+
+    def finish(self) -> None:
+        for key, child in self._entries.items():
+            if key not in self._asked:
+                self.issues.add(
+                    child.key_where or child.where,
+                    join_path(self.path, key),
+                    "unknown key" + did_you_mean(key, self._asked),
+                )
+
+
+@dataclass(slots=True)
+class BuildContext:
+    """What section builders share: the issues, the sections built so far, system facts."""
+
+    issues: Issues
+    default_hostname: Callable[[], str]
+    system_nameservers: Callable[[], Sequence[str]]
+    built: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+SectionBuilder = Callable[[Node | None, str, BuildContext], Any]
+
+
+def build_config(
+    root: Node | None,
+    *,
+    default_hostname: Callable[[], str],
+    system_nameservers: Callable[[], Sequence[str]] = tuple,
+) -> Config:
+    """Validate a merged tree into ``Config``; raise ``ConfigError`` listing every issue.
+
+    ``default_hostname`` is called only when ``device.hostname`` is not set;
+    ``system_nameservers`` only when the bridge is recursive without explicit upstreams.
+    """
+    ctx = BuildContext(Issues(), default_hostname, system_nameservers)
+    reader = FieldReader(root, "", ctx.issues)
+    for name, builder in SECTIONS.items():
+        ctx.built[name] = builder(reader.node(name), name, ctx)
+    reader.finish()
+    ctx.issues.raise_if_any()
+    return Config(**ctx.built)
+
+
+def default_of(cls: type[Any], name: str) -> Any:
+    """The dataclass default of ``cls.name``: the model is the one source of defaults."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+# -- section builders --------------------------------------------------------------------------
+def _build_device(node: Node | None, path: str, ctx: BuildContext) -> DeviceConfig:
+    reader = FieldReader(node, path, ctx.issues)
+    hostname = reader.get("hostname", parse_hostname, None)
+    reader.finish()
+    return DeviceConfig(hostname=hostname or ctx.default_hostname())
+
+
+def _build_mdns(node: Node | None, path: str, ctx: BuildContext) -> MdnsConfig:
+    reader = FieldReader(node, path, ctx.issues)
+    device: DeviceConfig = ctx.built["device"]
+    hosts = _hosts(reader.node("hosts"), join_path(path, "hosts"), ctx.issues, device.hostname)
+    instance_name = reader.get("instance_name", parse_instance_name, hosts[0])
+    interfaces = _build_interfaces(reader.node("interfaces"), join_path(path, "interfaces"), ctx)
+    services = _services(
+        reader.node("services"), join_path(path, "services"), ctx.issues, instance_name
+    )
+    mdns = MdnsConfig(
+        hosts=hosts,
+        instance_name=instance_name,
+        ttl=reader.get("ttl", integer(1, 86400), default_of(MdnsConfig, "ttl")),
+        interfaces=interfaces,
+        services=services,
+        advertise_agent=reader.get(
+            "advertise_agent", parse_bool, default_of(MdnsConfig, "advertise_agent")
+        ),
+        agent_port=reader.get("agent_port", PORT, default_of(MdnsConfig, "agent_port")),
+        cache_size=reader.get(
+            "cache_size", integer(1, 1_000_000), default_of(MdnsConfig, "cache_size")
+        ),
+        cache_max_ttl=reader.get(
+            "cache_max_ttl", integer(1, 86400), default_of(MdnsConfig, "cache_max_ttl")
+        ),
+        query_timeout=reader.get(
+            "query_timeout", parse_duration, default_of(MdnsConfig, "query_timeout")
+        ),
+    )
+    reader.finish()
+    return mdns
+
+
+def _build_interfaces(node: Node | None, path: str, ctx: BuildContext) -> InterfacesConfig:
+    reader = FieldReader(node, path, ctx.issues)
+    patterns = list_of(parse_pattern)
+    interfaces = InterfacesConfig(
+        include=reader.get("include", patterns, default_of(InterfacesConfig, "include")),
+        exclude=reader.get("exclude", patterns, default_of(InterfacesConfig, "exclude")),
+    )
+    reader.finish()
+    return interfaces
+
+
+def _build_dns_bridge(node: Node | None, path: str, ctx: BuildContext) -> DnsBridgeConfig:
+    reader = FieldReader(node, path, ctx.issues)
+
+    def field(key: str, parse: Parser[T]) -> T:
+        value: T = reader.get(key, parse, default_of(DnsBridgeConfig, key))
+        return value
+
+    enabled = field("enabled", parse_bool)
+    address = field("address", parse_ip)
+    port = field("port", PORT)
+    recursive = field("recursive", parse_bool)
+    upstreams_node = reader.node("upstreams")
+    upstreams: tuple[str, ...] = ()
+    if upstreams_node is not None:
+        upstreams = (
+            list_of(parse_upstream)(upstreams_node, join_path(path, "upstreams"), ctx.issues) or ()
+        )
+        for index, upstream in enumerate(upstreams):
+            if parse_upstream_address(upstream) == (ipaddress.ip_address(address), port):
+                assert isinstance(upstreams_node.value, tuple)
+                ctx.issues.add(
+                    upstreams_node.value[index].where,
+                    f"{path}.upstreams[{index}]",
+                    f"'{upstream}' is the bridge's own address; it would query itself",
+                )
+    if recursive and not upstreams and not ctx.issues:
+        upstreams = default_upstreams(ctx.system_nameservers(), address)
+    bridge = DnsBridgeConfig(
+        enabled=enabled,
+        address=address,
+        port=port,
+        recursive=recursive,
+        upstreams=upstreams,
+        query_timeout=field("query_timeout", parse_duration),
+        upstream_timeout=field("upstream_timeout", parse_duration),
+        udp_payload_size=field("udp_payload_size", integer(512, 65535)),
+    )
+    reader.finish()
+    return bridge
+
+
+def _build_log_level(node: Node | None, path: str, ctx: BuildContext) -> str:
+    if node is None:
+        level: str = default_of(Config, "log_level")
+        return level
+    return parse_log_level(node, path, ctx.issues) or default_of(Config, "log_level")
+
+
+#: Top-level key -> builder, in build order (later builders read ``ctx.built`` of earlier ones).
+SECTIONS: dict[str, SectionBuilder] = {
+    "device": _build_device,
+    "mdns": _build_mdns,
+    "dns_bridge": _build_dns_bridge,
+    "log_level": _build_log_level,
+}
+
+
+# -- composite values --------------------------------------------------------------------------
+def _hosts(node: Node | None, path: str, issues: Issues, hostname: str) -> tuple[str, ...]:
+    if node is None:
+        return (hostname,)
+    if not isinstance(node.value, tuple):
+        issues.add(node.where, path, f"expected a list of host names, got {describe(node)}")
+        return (hostname,)
+    if not node.value:
+        issues.add(node.where, path, "needs at least one host name (e.g. [hostname])")
+        return (hostname,)
+    hosts: list[str] = []
+    for index, item in enumerate(node.value):
+        name = (
+            hostname
+            if item.value == HOSTNAME_TOKEN
+            else parse_hostname(item, f"{path}[{index}]", issues)
+        )
+        if name is not None and name not in hosts:
+            hosts.append(name)
+    return tuple(hosts) or (hostname,)
+
+
+def _services(
+    node: Node | None, path: str, issues: Issues, default_instance: str
+) -> tuple[ServiceConfig, ...]:
+    if node is None:
+        return ()
+    if not isinstance(node.value, tuple):
+        issues.add(node.where, path, f"expected a list of services, got {describe(node)}")
+        return ()
+    services: list[ServiceConfig] = []
+    seen_ids: dict[str, Where] = {}
+    seen_instances: dict[tuple[str, str], str] = {}
+    for index, item in enumerate(node.value):
+        item_at = item_path(path, index, item)
+        service = _service(item, item_at, issues)
+        if service is None:
+            continue
+        if service.id in seen_ids:
+            issues.add(
+                item.where,
+                item_at,
+                f"duplicate service id '{service.id}' (first at {seen_ids[service.id]})",
+            )
+            continue
+        seen_ids[service.id] = item.where
+        instance = (service.type, (service.instance_name or default_instance).lower())
+        if instance in seen_instances:
+            issues.add(
+                item.where,
+                item_at,
+                f"service '{seen_instances[instance]}' already advertises instance "
+                f"'{service.instance_name or default_instance}' of {service.type}; "
+                "give one of them an instance_name",
+            )
+        seen_instances[instance] = service.id
+        services.append(service)
+    return tuple(services)
+
+
+def _service(item: Node, path: str, issues: Issues) -> ServiceConfig | None:
+    """One service item, or None for a removal or an invalid item (already reported)."""
+    if not isinstance(item.value, dict):
+        issues.add(item.where, path, f"expected a service mapping, got {describe(item)}")
+        return None
+    reader = FieldReader(item, path, issues)
+    remove = reader.get("remove", parse_bool, False)
+    if remove:
+        for key, child in item.value.items():
+            if key not in ("id", "remove"):
+                issues.add(
+                    child.key_where or child.where,
+                    join_path(path, key),
+                    "a removal item carries only 'id' and 'remove'",
+                )
+        if reader.node("id") is None:
+            issues.add(item.where, path, "a removal item needs the 'id' to remove")
+        return None
+    before = len(issues.items)
+    ident = reader.get("id", parse_text, None)
+    service_type = reader.get("type", parse_service_type, None)
+    protocol = reader.get("protocol", parse_protocol, None)
+    transport = reader.get("transport", choice(("tcp", "udp")), None)
+    port = reader.get("port", PORT, None)
+    no_txt: tuple[tuple[str, str], ...] = ()
+    txt = reader.get("txt", parse_txt, no_txt)
+    priority = reader.get("priority", integer(0, 65535), default_of(ServiceConfig, "priority"))
+    weight = reader.get("weight", integer(0, 65535), default_of(ServiceConfig, "weight"))
+    instance_name = reader.get("instance_name", parse_instance_name, None)
+    reader.finish()
+    if reader.node("id") is None:
+        issues.add(item.where, path, "missing required key 'id'")
+    if reader.node("port") is None:
+        issues.add(item.where, path, "missing required key 'port'")
+    has_type = reader.node("type") is not None
+    has_split = reader.node("protocol") is not None or reader.node("transport") is not None
+    if has_type and has_split:
+        issues.add(item.where, path, "give either 'type' or 'protocol' + 'transport', not both")
+    elif not has_type and not has_split:
+        issues.add(item.where, path, "missing 'type' (e.g. _http._tcp) or 'protocol' + 'transport'")
+    elif not has_type and (reader.node("protocol") is None or reader.node("transport") is None):
+        missing = "transport" if reader.node("transport") is None else "protocol"
+        issues.add(
+            item.where, path, f"'protocol' and 'transport' go together; '{missing}' is missing"
+        )
+    if len(issues.items) != before:
+        return None
+    if service_type is None:
+        service_type = f"_{protocol}._{transport}"
+    assert ident is not None
+    assert port is not None
+    return ServiceConfig(
+        id=ident,
+        type=service_type,
+        port=port,
+        txt=txt,
+        priority=priority,
+        weight=weight,
+        instance_name=instance_name,
+    )
+
+
+def default_upstreams(nameservers: Iterable[str], bridge_address: str) -> tuple[str, ...]:
+    """The system nameservers usable as upstreams: valid addresses other than the bridge's own."""
+    own = ipaddress.ip_address(bridge_address)
+    found: list[str] = []
+    for server in nameservers:
+        try:
+            address = ipaddress.ip_address(server)
+        except ValueError:
+            continue
+        if address != own and str(address) not in found:
+            found.append(str(address))
+    return tuple(found)
+
+
+# -- scalar parsers ----------------------------------------------------------------------------
+def describe(node: Node) -> str:
+    """How a value reads in an error message: ``'abc'``, ``true``, ``a list``."""
+    value = node.value
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, tuple):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value) if not node.secret else "a secret"
+    return str(value)
+
+
+def integer(low: int, high: int) -> Parser[int]:
+    def parse(node: Node, path: str, issues: Issues) -> int | None:
+        value = node.value
+        if not isinstance(value, int) or isinstance(value, bool):
+            issues.add(node.where, path, f"expected an integer, got {describe(node)}")
+            return None
+        if not low <= value <= high:
+            issues.add(node.where, path, f"must be between {low} and {high}, got {value}")
+            return None
+        return value
+
+    return parse
+
+
+PORT = integer(1, 65535)
+
+
+def parse_bool(node: Node, path: str, issues: Issues) -> bool | None:
+    if isinstance(node.value, bool):
+        return node.value
+    hint = ""
+    if isinstance(node.value, str) and node.value.lower() in ("yes", "on", "y", "1", "enabled"):
+        hint = " (did you mean 'true'?)"
+    elif isinstance(node.value, str) and node.value.lower() in ("no", "off", "n", "0", "disabled"):
+        hint = " (did you mean 'false'?)"
+    issues.add(node.where, path, f"expected true or false, got {describe(node)}{hint}")
+    return None
+
+
+def parse_text(node: Node, path: str, issues: Issues) -> str | None:
+    if not isinstance(node.value, str):
+        issues.add(node.where, path, f"expected a string, got {describe(node)}")
+        return None
+    if not node.value.strip():
+        issues.add(node.where, path, "must not be empty")
+        return None
+    return node.value
+
+
+def parse_pattern(node: Node, path: str, issues: Issues) -> str | None:
+    return parse_text(node, path, issues)
+
+
+def choice(options: Sequence[str]) -> Parser[str]:
+    def parse(node: Node, path: str, issues: Issues) -> str | None:
+        if isinstance(node.value, str) and node.value.lower() in options:
+            return node.value.lower()
+        word = node.value if isinstance(node.value, str) else str(node.value)
+        issues.add(
+            node.where,
+            path,
+            f"expected one of {', '.join(options)}, got {describe(node)}"
+            + did_you_mean(word.lower(), options),
+        )
+        return None
+
+    return parse
+
+
+parse_log_level = choice(LOG_LEVELS)
+
+
+def list_of(item: Parser[T]) -> Parser[tuple[T, ...]]:
+    def parse(node: Node, path: str, issues: Issues) -> tuple[T, ...] | None:
+        if not isinstance(node.value, tuple):
+            issues.add(node.where, path, f"expected a list, got {describe(node)}")
+            return None
+        values: list[T] = []
+        ok = True
+        for index, child in enumerate(node.value):
+            parsed = item(child, f"{path}[{index}]", issues)
+            if parsed is None:
+                ok = False
+            else:
+                values.append(parsed)
+        return tuple(values) if ok else None
+
+    return parse
+
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def hostname_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid single DNS label for a host, or None when it is."""
+    if not name:
+        return "must not be empty"
+    if len(name) > 63:
+        return f"is {len(name)} characters long; a DNS label has at most 63"
+    if _LABEL.match(name):
+        return None
+    if "." in name:
+        return "must be a single label without dots ('.local' is added for you)"
+    if name.startswith("-") or name.endswith("-"):
+        return "must not start or end with '-'"
+    return "may hold only lowercase letters a-z, digits and '-'"
+
+
+def suggest_hostname(name: str) -> str | None:
+    candidate = re.sub(r"[^a-z0-9-]+", "-", name.lower().removesuffix(".local")).strip("-")[:63]
+    candidate = candidate.strip("-")
+    return candidate if candidate and hostname_problem(candidate) is None else None
+
+
+def parse_hostname(node: Node, path: str, issues: Issues) -> str | None:
+    if not isinstance(node.value, str):
+        issues.add(node.where, path, f"expected a host name, got {describe(node)}")
+        return None
+    problem = hostname_problem(node.value)
+    if problem is None:
+        return node.value
+    suggestion = suggest_hostname(node.value)
+    hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
+    issues.add(node.where, path, f"host name {node.value!r} {problem}{hint}")
+    return None
+
+
+def parse_instance_name(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    # RFC 6763 section 4.1.1: the instance name is one DNS label, at most 63 octets of UTF-8.
+    if len(text.encode()) > 63:
+        issues.add(node.where, path, f"is {len(text.encode())} bytes of UTF-8; at most 63")
+        return None
+    return text
+
+
+_SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+
+
+def _service_name_problem(name: str) -> str | None:
+    # RFC 6335 section 5.1: 1-15 characters, letters digits and hyphens, at least one letter,
+    # no hyphen at either end nor two in a row.
+    if not _SERVICE_NAME.match(name) or "--" in name or not re.search("[a-z]", name):
+        return "a service name has 1-15 lowercase letters, digits or '-', at least one letter"
+    return None
+
+
+def parse_protocol(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    name = text.lower()
+    if name.startswith("_"):
+        issues.add(node.where, path, f"write it without '_' (did you mean '{name.lstrip('_')}'?)")
+        return None
+    problem = _service_name_problem(name)
+    if problem:
+        issues.add(node.where, path, f"{text!r}: {problem}")
+        return None
+    return name
+
+
+_SERVICE_TYPE = re.compile(r"^_(?P<name>[^.]+)\._(?P<transport>[^.]+)$")
+
+
+def parse_service_type(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    lowered = text.lower().removesuffix(".local").removesuffix(".")
+    match = _SERVICE_TYPE.match(lowered)
+    if match is None:
+        guess = lowered.strip("_").split(".")[0] if lowered else ""
+        hint = f" (did you mean '_{guess}._tcp'?)" if guess and "_" not in guess else ""
+        issues.add(node.where, path, f"expected '_name._tcp' or '_name._udp', got {text!r}{hint}")
+        return None
+    if match["transport"] not in ("tcp", "udp"):
+        issues.add(
+            node.where,
+            path,
+            f"the transport must be _tcp or _udp, got '_{match['transport']}'"
+            + did_you_mean(match["transport"], ["tcp", "udp"]).replace("'", "'_", 1),
+        )
+        return None
+    problem = _service_name_problem(match["name"])
+    if problem:
+        issues.add(node.where, path, f"{text!r}: {problem}")
+        return None
+    return lowered
+
+
+def parse_txt(node: Node, path: str, issues: Issues) -> tuple[tuple[str, str], ...] | None:
+    if not isinstance(node.value, dict):
+        issues.add(
+            node.where, path, f"expected a mapping of TXT keys to values, got {describe(node)}"
+        )
+        return None
+    pairs: list[tuple[str, str]] = []
+    ok = True
+    for key, child in node.value.items():
+        at = join_path(path, key)
+        where = child.key_where or child.where
+        # RFC 6763 section 6.4: keys are printable US-ASCII except '=', at least one character.
+        if not key or "=" in key or not all(0x20 <= ord(c) <= 0x7E for c in key):
+            issues.add(where, at, "a TXT key is printable ASCII without '='")
+            ok = False
+            continue
+        value = child.value
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float | str):
+            text = str(value)
+        else:
+            issues.add(
+                child.where,
+                at,
+                f"expected a text value, got {describe(child)} (write '' for empty)",
+            )
+            ok = False
+            continue
+        # RFC 6763 section 6.1: each key=value string is at most 255 bytes.
+        if len(f"{key}={text}".encode()) > 255:
+            issues.add(child.where, at, "key=value is longer than 255 bytes")
+            ok = False
+            continue
+        pairs.append((key, text))
+    return tuple(pairs) if ok else None
+
+
+def parse_ip(node: Node, path: str, issues: Issues) -> str | None:
+    if not isinstance(node.value, str):
+        issues.add(node.where, path, f"expected an IP address, got {describe(node)}")
+        return None
+    try:
+        return str(ipaddress.ip_address(node.value))
+    except ValueError:
+        issues.add(node.where, path, f"{node.value!r} is not an IPv4 or IPv6 address")
+        return None
+
+
+def parse_upstream_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """``ip``, ``ip:port`` or ``[v6]:port`` as (address, port); port 53 when absent.
+
+    Raises ValueError with a readable message. The DNS bridge uses this to read upstreams.
+    """
+    host, port_text = text, None
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError("missing ']' after the IPv6 address")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("expected ':port' after ']'")
+            port_text = rest[1:]
+        if ":" not in host:
+            raise ValueError("brackets are for IPv6 addresses")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    port = 53
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"port {port_text!r} is not between 1 and 65535")
+        port = int(port_text)
+    return address, port
+
+
+def format_upstream(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    """The canonical text of an upstream: the port only when it is not 53."""
+    if port == 53:
+        return str(address)
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def parse_upstream(node: Node, path: str, issues: Issues) -> str | None:
+    if not isinstance(node.value, str):
+        issues.add(
+            node.where, path, f"expected 'ip', 'ip:port' or '[v6]:port', got {describe(node)}"
+        )
+        return None
+    try:
+        return format_upstream(*parse_upstream_address(node.value.strip()))
+    except ValueError as exc:
+        issues.add(node.where, path, f"bad upstream {node.value!r}: {exc}")
+        return None
+
+
+_DURATION = re.compile(r"^\s*(?P<number>[0-9]*\.?[0-9]+)\s*(?P<unit>[a-zA-Z]*)\s*$")
+DURATION_UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNIT_ALIASES = {
+    "msec": "ms", "msecs": "ms", "millis": "ms", "millisecond": "ms", "milliseconds": "ms",
+    "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+    "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+}  # fmt: skip
+
+
+def duration_seconds(text: str) -> float:
+    """``500ms``/``1s``/``2m``/``1h``/``1.5`` as seconds; ValueError names a likely fix."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"expected a duration such as '500ms', '1s', '2m' or '1h', got {text!r}")
+    number, unit = match["number"], match["unit"]
+    if unit == "":
+        return float(number)
+    if unit in DURATION_UNITS:
+        return float(number) * DURATION_UNITS[unit]
+    fixed = _UNIT_ALIASES.get(unit.lower())
+    if fixed is None:
+        close = difflib.get_close_matches(unit.lower(), list(DURATION_UNITS), n=1, cutoff=0.3)
+        fixed = close[0] if close else None
+    hint = f" (did you mean '{number}{fixed}'?)" if fixed else ""
+    raise ValueError(f"unknown duration unit {unit!r} in {text!r}; use ms, s, m or h{hint}")
+
+
+def parse_duration(node: Node, path: str, issues: Issues) -> float | None:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        issues.add(node.where, path, f"expected a duration such as '1s', got {describe(node)}")
+        return None
+    try:
+        seconds = duration_seconds(value) if isinstance(value, str) else float(value)
+    except ValueError as exc:
+        issues.add(node.where, path, str(exc))
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        issues.add(node.where, path, f"must be a positive duration, got {describe(node)}")
+        return None
+    return seconds
