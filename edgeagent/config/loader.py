@@ -33,7 +33,6 @@ import yaml
 from edgeagent.config import schema
 from edgeagent.config.model import Config
 from edgeagent.config.schema import Issues, Node, Where
-from edgeagent.errors import ConfigError
 from edgeagent.identity import DeviceIdentity, read_identity
 
 SECRETS_FILE_NAME = "secrets.yaml"
@@ -90,15 +89,12 @@ def load(
         identity=identity,
         issues=issues,
     )
-    try:
-        config = schema.build_config(
-            state.merged,
-            default_hostname=state.default_hostname,
-            system_nameservers=lambda: parse_resolv_conf(_read_optional(resolv_conf)),
-        )
-    except ConfigError as exc:
-        issues.extend(exc.issues)
-    issues.raise_if_any()
+    config = schema.build_config(
+        state.merged,
+        default_hostname=state.default_hostname,
+        system_nameservers=lambda: parse_resolv_conf(_read_optional(resolv_conf)),
+        issues=issues,
+    )
     return LoadedConfig(
         config=config,
         sources=tuple(state.sources),
@@ -449,13 +445,14 @@ class _Layers:
         merged: Node | None = None
         for layer in layers:
             assert layer is not _MISSING
-            schema.unmatched_removals(merged, layer, issues)
+            schema.check_layer(merged, layer, issues)
             merged = schema.merge(merged, layer)
         # Runtime overrides are written by `edgeagent services remove`, which may tombstone a
         # service that no file has (any more): unmatched removals there are not errors.
         if overrides:
-            where = Where(overrides_source)
-            merged = schema.merge(merged, schema.from_plain(overrides, where, issues))
+            runtime = schema.from_plain(overrides, Where(overrides_source), issues)
+            schema.check_layer(merged, runtime, issues, removals_must_match=False)
+            merged = schema.merge(merged, runtime)
             sources.append(overrides_source)
         return cls(merged, sources, default_hostname)
 

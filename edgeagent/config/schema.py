@@ -96,24 +96,44 @@ class Node:
 
 
 class Issues:
-    """Collects problems as ``FILE:LINE: key.path: message`` lines."""
+    """Collects problems; reports them as ``FILE:LINE: key.path: message`` lines.
+
+    Lines come out sorted by source (in the order sources first appear) and line number, so
+    a user reads them top to bottom whatever order the validator found them in.
+    """
 
     def __init__(self) -> None:
-        self.items: list[str] = []
+        self._found: list[tuple[Where | None, str]] = []
+
+    @property
+    def items(self) -> list[str]:
+        order: dict[str | None, int] = {}
+        for where, _ in self._found:
+            order.setdefault(where.source if where else None, len(order))
+
+        def key(entry: tuple[Where | None, str]) -> tuple[int, int]:
+            where = entry[0]
+            return (order[where.source if where else None], (where.line or 0) if where else 0)
+
+        return [text for _, text in sorted(self._found, key=key)]
 
     def add(self, where: Where | None, path: str, message: str) -> None:
         location = f"{where}: " if where is not None else ""
-        self.items.append(f"{location}{path or '(top level)'}: {message}")
+        self._found.append((where, f"{location}{path or '(top level)'}: {message}"))
 
     def extend(self, other: Iterable[str]) -> None:
-        self.items.extend(other)
+        """Add already formatted lines (from another ``ConfigError``), kept after the others."""
+        self._found.extend((None, text) for text in other)
 
     def raise_if_any(self) -> None:
-        if self.items:
+        if self._found:
             raise ConfigError(self.items)
 
+    def __len__(self) -> int:
+        return len(self._found)
+
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self._found)
 
 
 def join_path(path: str, key: str) -> str:
@@ -216,29 +236,49 @@ def is_removal(item: Node) -> bool:
     return flag is not None and flag.value is True
 
 
-def unmatched_removals(below: Node | None, layer: Node | None, issues: Issues) -> None:
-    """Report tombstones in ``layer`` that delete nothing in the merged layers ``below``.
+def check_layer(
+    below: Node | None, layer: Node | None, issues: Issues, *, removals_must_match: bool = True
+) -> None:
+    """Checks on one layer before it is merged onto the layers ``below``.
 
-    A typo in a removal id would otherwise silently keep the service.
+    Within a layer, ids of an id-merged list must be unique (merging would silently keep the
+    last). With ``removals_must_match``, a tombstone must delete something below: a typo in
+    a removal id would otherwise silently keep the item.
     """
     for list_path in sorted(ID_MERGED_LISTS):
         layer_items = _at(layer, list_path)
         if layer_items is None or not isinstance(layer_items.value, tuple):
             continue
+        dotted = ".".join(list_path)
+        first_seen: dict[str, Where] = {}
+        for index, item in enumerate(layer_items.value):
+            ident = _ident(item)
+            if ident is None:
+                continue
+            if ident in first_seen:
+                issues.add(
+                    item.where,
+                    item_path(dotted, index, item),
+                    f"duplicate id '{ident}' (first at {first_seen[ident]})",
+                )
+            else:
+                first_seen[ident] = item.where
+        if not removals_must_match:
+            continue
         existing = _at(below, list_path)
         live_ids = [
-            _ident(item)
+            ident
             for item in (existing.value if existing and isinstance(existing.value, tuple) else ())
-            if not is_removal(item) and _ident(item) is not None
+            if not is_removal(item) and (ident := _ident(item)) is not None
         ]
         for index, item in enumerate(layer_items.value):
             ident = _ident(item)
             if is_removal(item) and ident is not None and ident not in live_ids:
                 issues.add(
                     item.where,
-                    item_path(".".join(list_path), index, item),
+                    item_path(dotted, index, item),
                     f"remove: no item with id '{ident}' in the layers below"
-                    + did_you_mean(ident, [i for i in live_ids if i is not None]),
+                    + did_you_mean(ident, live_ids),
                 )
 
 
@@ -322,13 +362,18 @@ def build_config(
     *,
     default_hostname: Callable[[], str],
     system_nameservers: Callable[[], Sequence[str]] = tuple,
+    issues: Issues | None = None,
 ) -> Config:
     """Validate a merged tree into ``Config``; raise ``ConfigError`` listing every issue.
 
     ``default_hostname`` is called only when ``device.hostname`` is not set;
     ``system_nameservers`` only when the bridge is recursive without explicit upstreams.
+    ``issues`` may already hold problems found while reading the layers: they are raised
+    together with the validation issues, sorted by file and line.
     """
-    ctx = BuildContext(Issues(), default_hostname, system_nameservers)
+    ctx = BuildContext(
+        issues if issues is not None else Issues(), default_hostname, system_nameservers
+    )
     reader = FieldReader(root, "", ctx.issues)
     for name, builder in SECTIONS.items():
         ctx.built[name] = builder(reader.node(name), name, ctx)
@@ -487,22 +532,14 @@ def _services(
     if not isinstance(node.value, tuple):
         issues.add(node.where, path, f"expected a list of services, got {describe(node)}")
         return ()
+    # Duplicate ids are reported per layer (check_layer): merging keeps one of each.
     services: list[ServiceConfig] = []
-    seen_ids: dict[str, Where] = {}
     seen_instances: dict[tuple[str, str], str] = {}
     for index, item in enumerate(node.value):
         item_at = item_path(path, index, item)
         service = _service(item, item_at, issues)
         if service is None:
             continue
-        if service.id in seen_ids:
-            issues.add(
-                item.where,
-                item_at,
-                f"duplicate service id '{service.id}' (first at {seen_ids[service.id]})",
-            )
-            continue
-        seen_ids[service.id] = item.where
         instance = (service.type, (service.instance_name or default_instance).lower())
         if instance in seen_instances:
             issues.add(
@@ -535,7 +572,7 @@ def _service(item: Node, path: str, issues: Issues) -> ServiceConfig | None:
         if reader.node("id") is None:
             issues.add(item.where, path, "a removal item needs the 'id' to remove")
         return None
-    before = len(issues.items)
+    before = len(issues)
     ident = reader.get("id", parse_text, None)
     service_type = reader.get("type", parse_service_type, None)
     protocol = reader.get("protocol", parse_protocol, None)
@@ -562,7 +599,7 @@ def _service(item: Node, path: str, issues: Issues) -> ServiceConfig | None:
         issues.add(
             item.where, path, f"'protocol' and 'transport' go together; '{missing}' is missing"
         )
-    if len(issues.items) != before:
+    if len(issues) != before:
         return None
     if service_type is None:
         service_type = f"_{protocol}._{transport}"
