@@ -1,0 +1,1089 @@
+"""The mDNS responder engine: probing, announcing, answering, conflicts and goodbyes (sans-IO).
+
+Theory of operation
+-------------------
+The engine owns no socket and no clock. The adapter (``edgeagent.mdns.transport``) feeds it
+``now`` (monotonic seconds) and the bytes that arrived on an interface, and carries out the
+effects it returns: ``Send`` a payload on an interface (to the mDNS group or to one address),
+report a ``Renamed`` name or a ``StateChanged`` interface. After every call the adapter asks
+``next_deadline()`` and calls ``on_timer(now)`` once it has passed.
+
+Per interface the engine keeps which of our unique names are *established* (probed without
+conflict, RFC 6762 §8.1), which are being probed (``_ProbeJob``), which records still owe
+unsolicited announcements (``_AnnounceJob``, §8.3) and which records were published at least
+once (they get goodbye packets when withdrawn, §10.1). A record is *publishable* on an
+interface when every one of our unique names it refers to (its owner, a PTR or SRV target) is
+established there; only publishable records are answered, announced or said goodbye to.
+
+Conflicts: a response carrying one of our unique names with data we do not have (on any of our
+interfaces, so a multi-homed device on one LAN does not fight itself) is a conflict. While
+probing we rename (``edge`` -> ``edge-2``, ``Greenhouse 1`` -> ``Greenhouse 1 (2)``) and probe
+the new name; once established we re-probe first (§9) and rename only if the other side
+defends. Simultaneous probes are settled by the lexicographic comparison of §8.2; the loser
+waits one second and probes again. Packets we multicast come back through multicast loop; they
+are recognised by their exact bytes for a couple of seconds and ignored.
+
+Every record of every received response is inserted into the optional cache (per interface),
+so the agent's resolver and the DNS bridge answer from what was seen on the LAN.
+
+Names are compared with ``table.name_key`` (case-insensitive, escapes and raw labels agree) and
+records by their wire form (``_wire_key``), never by printed text: instance names hold spaces,
+UTF-8 and even dots, which dnslib prints differently from how the table spells them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Protocol, Self
+
+from dnslib import QTYPE, RR, DNSBuffer, DNSHeader, DNSQuestion, DNSRecord
+
+from edgeagent.dns.records import CLASS_IN, UNICAST_RESPONSE, Record, RType
+from edgeagent.mdns.table import (
+    NameKey,
+    name_key,
+    next_host_name,
+    next_instance_name,
+    record_to_rr,
+)
+from edgeagent.net.model import InterfaceInfo
+
+MDNS_PORT = 5353
+WireKey = tuple[NameKey, int, bytes]
+
+# --------------------------------------------------------------------------------------------
+# Collaborators (typed structurally; the concrete ones are RecordTable and Cache)
+
+
+class AnswerLike(Protocol):
+    @property
+    def answers(self) -> tuple[Record, ...]: ...
+    @property
+    def additionals(self) -> tuple[Record, ...]: ...
+
+
+class ServiceLike(Protocol):
+    """What the engine needs of a service to rename its instance (``table.ServiceSpec``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def instance_fqdn(self) -> str: ...
+
+
+class RecordSource(Protocol):
+    """The record table the engine publishes (``edgeagent.mdns.table.RecordTable``)."""
+
+    @property
+    def hosts(self) -> Sequence[str]: ...
+    @property
+    def services(self) -> Sequence[ServiceLike]: ...
+    def with_hosts(self, hosts: Sequence[str], /) -> Self: ...
+    def with_service_instance(self, service_id: str, instance: str, /) -> Self: ...
+    def records_for(self, iface: InterfaceInfo, /) -> list[Record]: ...
+    def unique_names(self) -> list[str]: ...
+    def query(self, name: Any, rtype: int, iface: InterfaceInfo, /) -> AnswerLike: ...
+
+
+class RecordCache(Protocol):
+    """The cache of records seen on the LAN (``edgeagent.mdns.cache.Cache``)."""
+
+    def insert(self, now: float, iface_name: str, record: Record, /, *, source: str) -> bool: ...
+    def expire(self, now: float, /) -> object: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Effects and public values
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``payload`` on ``iface`` over IPv4 (4) or IPv6 (6); ``dest`` None = mDNS group."""
+
+    iface: str
+    family: int
+    dest: tuple[str, int] | None
+    payload: bytes
+
+
+class RenameKind(Enum):
+    HOST = "host"
+    SERVICE = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    """A name lost a conflict and was replaced (host labels without ``.local``)."""
+
+    kind: RenameKind
+    old: str
+    new: str
+
+
+class InterfaceState(Enum):
+    PROBING = "probing"  # at least one of our names is still being probed here
+    ANNOUNCING = "announcing"  # every name established, announcements still due
+    ESTABLISHED = "established"  # nothing pending: answering only
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    iface: str
+    state: InterfaceState | None  # None: the interface is gone
+
+
+Effect = Send | Renamed | StateChanged
+
+
+@dataclass(frozen=True, slots=True)
+class ResponderTiming:
+    """RFC 6762 timing; tests shorten it. Durations in seconds."""
+
+    probe_delay_max: float = 0.25  # §8.1: random 0-250 ms before the first probe
+    probe_interval: float = 0.25  # §8.1: probes 250 ms apart
+    probe_count: int = 3  # §8.1
+    tie_break_defer: float = 1.0  # §8.2: the loser waits one second, then probes again
+    conflict_limit: int = 15  # §8.1: 15 conflicts within 10 s ...
+    conflict_window: float = 10.0
+    conflict_backoff: float = 5.0  # ... then wait 5 s before each further probe attempt
+    announce_count: int = 2  # §8.3: at least two unsolicited responses
+    announce_interval: float = 1.0  # §8.3: one second apart (then doubling)
+    response_delay_min: float = 0.020  # §6: shared answers wait a random 20-120 ms
+    response_delay_max: float = 0.120
+    truncated_delay_min: float = 0.400  # §7.2: 400-500 ms when the query had TC set
+    truncated_delay_max: float = 0.500
+    multicast_min_interval: float = 1.0  # §6: a record at most once a second per interface
+    probe_defense_interval: float = 0.25  # §6: ... except when defending against a probe
+    legacy_ttl_cap: int = 10  # §6.7
+    own_packet_memory: float = 2.0  # how long a multicast payload is recognised as ours
+    housekeeping_interval: float = 10.0  # cache expiry and own-payload memory cleanup
+
+
+@dataclass(slots=True)
+class ResponderStats:
+    packets_received: int = 0
+    queries_received: int = 0
+    responses_received: int = 0
+    malformed_dropped: int = 0
+    ignored: int = 0  # own packets looped back, unknown interfaces, bad ports or opcodes
+    packets_sent: int = 0
+    probes_sent: int = 0
+    announcements_sent: int = 0
+    goodbyes_sent: int = 0
+    multicast_responses: int = 0
+    unicast_responses: int = 0
+    legacy_responses: int = 0
+    known_answers_suppressed: int = 0
+    duplicate_answers_suppressed: int = 0
+    conflicts: int = 0
+    tie_breaks_lost: int = 0
+    renames: int = 0
+    records_cached: int = 0
+
+
+class EngineState(Enum):
+    IDLE = "idle"  # constructed; interfaces may be set, nothing is sent
+    RUNNING = "running"
+    CLOSED = "closed"  # goodbyes sent; every further call is a no-op
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+
+
+class Responder:
+    """RFC 6762 responder for one record table over many interfaces, sans-IO.
+
+    Call order: ``set_interfaces`` (any time), ``start``, then ``on_packet`` / ``on_timer`` /
+    ``update_table`` / ``query`` as things happen, and ``shutdown`` last. Every call returns
+    the effects to carry out, in order.
+    """
+
+    def __init__(
+        self,
+        table: RecordSource,
+        *,
+        rng: random.Random,
+        cache: RecordCache | None = None,
+        timing: ResponderTiming | None = None,
+        max_packet: int = 1460,
+    ) -> None:
+        self._table = table
+        self._rng = rng
+        self._cache = cache
+        self._timing = timing or ResponderTiming()
+        self._max_packet = max_packet
+        self._state = EngineState.IDLE
+        self._ifaces: dict[str, _IfaceState] = {}
+        self._stats = ResponderStats()
+        self._own_payloads: dict[bytes, float] = {}
+        self._conflict_times: deque[float] = deque()
+        self._next_housekeeping: float | None = None
+
+    # ---- public state
+
+    @property
+    def table(self) -> RecordSource:
+        """The current table, including renames made after conflicts."""
+        return self._table
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def stats(self) -> ResponderStats:
+        return replace(self._stats)
+
+    @property
+    def interfaces(self) -> list[InterfaceInfo]:
+        return [state.info for state in self._ifaces.values()]
+
+    def interface_state(self, iface: str) -> InterfaceState | None:
+        state = self._ifaces.get(iface)
+        return None if state is None else state.overall()
+
+    def established(self, iface: str) -> frozenset[NameKey]:
+        """Keys (``name_key``) of our unique names that finished probing on ``iface``."""
+        state = self._ifaces.get(iface)
+        return frozenset(state.established) if state else frozenset()
+
+    def own_records(self, name: str, rtype: int) -> list[Record]:
+        """Our records answering (name, rtype) on any interface, deduplicated, NSEC excluded."""
+        seen: dict[WireKey, Record] = {}
+        for state in self._ifaces.values():
+            for record in self._table.query(name, rtype, state.info).answers:
+                if record.rtype != RType.NSEC:
+                    seen.setdefault(_wire_key(record), record)
+        return list(seen.values())
+
+    # ---- lifecycle
+
+    def start(self, now: float) -> list[Effect]:
+        """Begin probing on every known interface."""
+        if self._state is not EngineState.IDLE:
+            return []
+        self._state = EngineState.RUNNING
+        self._next_housekeeping = now + self._timing.housekeeping_interval
+        out: list[Effect] = []
+        for state in self._ifaces.values():
+            self._begin_interface(now, state)
+        self._report_states(out)
+        return out
+
+    def shutdown(self, now: float) -> list[Effect]:
+        """Goodbye packets (TTL 0) for everything we published (RFC 6762 §10.1)."""
+        if self._state is EngineState.CLOSED:
+            return []
+        out: list[Effect] = []
+        if self._state is EngineState.RUNNING:
+            for state in self._ifaces.values():
+                self._send_goodbyes(now, state, self._published_records(state), out)
+                state.published.clear()
+        self._state = EngineState.CLOSED
+        self._ifaces.clear()
+        return out
+
+    def set_interfaces(self, now: float, interfaces: Iterable[InterfaceInfo]) -> list[Effect]:
+        """Reconcile with the current interfaces; those without any address are left out.
+
+        A new interface is probed and announced on (RFC 6762 §8.3); a removed one gets goodbye
+        packets (the adapter may no longer be able to send them); changed addresses get
+        goodbyes for the old records and announcements for the new.
+        """
+        if self._state is EngineState.CLOSED:
+            return []
+        wanted = {info.name: info for info in interfaces if info.addresses}
+        out: list[Effect] = []
+        for name in list(self._ifaces):
+            if name not in wanted:
+                state = self._ifaces.pop(name)
+                if self._state is EngineState.RUNNING:
+                    self._send_goodbyes(now, state, self._published_records(state), out)
+                out.append(StateChanged(name, None))
+        for name, info in wanted.items():
+            existing = self._ifaces.get(name)
+            if existing is None:
+                state = _IfaceState(info)
+                self._ifaces[name] = state
+                if self._state is EngineState.RUNNING:
+                    self._begin_interface(now, state)
+            elif existing.info != info:
+                old_records = self._table.records_for(existing.info)
+                existing.info = info
+                if self._state is EngineState.RUNNING:
+                    self._reconcile(now, existing, old_records, out)
+        self._report_states(out)
+        return out
+
+    def update_table(self, now: float, table: RecordSource) -> list[Effect]:
+        """Publish a new table: goodbye removed records, probe new names, announce the rest."""
+        if self._state is EngineState.CLOSED:
+            return []
+        old = {name: self._table.records_for(state.info) for name, state in self._ifaces.items()}
+        self._table = table
+        out: list[Effect] = []
+        if self._state is EngineState.RUNNING:
+            for name, state in self._ifaces.items():
+                self._reconcile(now, state, old[name], out)
+            self._report_states(out)
+        return out
+
+    # ---- client side
+
+    def query(self, now: float, name: str, rtype: int) -> list[Effect]:
+        """A one-shot QM question on every interface and family; answers land in the cache."""
+        if self._state is not EngineState.RUNNING:
+            return []
+        message = _message(response=False)
+        message.add_question(DNSQuestion(name, rtype, CLASS_IN))
+        payload = _pack(message)
+        out: list[Effect] = []
+        for state in self._ifaces.values():
+            for family in state.families():
+                self._send(now, state, family, dest=None, payload=payload, out=out)
+        return out
+
+    # ---- input
+
+    def on_packet(
+        self, now: float, iface: str, family: int, src: tuple[str, int], data: bytes
+    ) -> list[Effect]:
+        """Handle one datagram that arrived on ``iface``. Never raises on bad input."""
+        if self._state is not EngineState.RUNNING:
+            return []
+        self._stats.packets_received += 1
+        state = self._ifaces.get(iface)
+        own_until = self._own_payloads.get(bytes(data))
+        if state is None or (own_until is not None and own_until >= now):
+            self._stats.ignored += 1
+            return []
+        try:
+            packet = _parse(data)
+        except Exception:  # dnslib raises many types (DNSError, IndexError, struct.error ...)
+            self._stats.malformed_dropped += 1
+            return []
+        if packet.opcode != 0:  # RFC 6762 §18.3: other opcodes are silently ignored
+            self._stats.ignored += 1
+            return []
+        out: list[Effect] = []
+        if packet.is_response:
+            if src[1] != MDNS_PORT:  # RFC 6762 §11: responses must come from port 5353
+                self._stats.ignored += 1
+                return []
+            self._stats.responses_received += 1
+            self._handle_response(now, state, family, src=src, packet=packet, out=out)
+        else:
+            self._stats.queries_received += 1
+            self._handle_query(now, state, family, src=src, packet=packet, out=out)
+        self._report_states(out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When ``on_timer`` must run next (monotonic seconds), or None for never."""
+        if self._state is not EngineState.RUNNING:
+            return None
+        times = [self._next_housekeeping] if self._next_housekeeping is not None else []
+        for state in self._ifaces.values():
+            times.extend(job.due for job in state.probes)
+            times.extend(job.due for job in state.announcements)
+            times.extend(pending.due for pending in state.pending.values())
+        return min(times, default=None)
+
+    def on_timer(self, now: float) -> list[Effect]:
+        """Run everything due at ``now``: probes, announcements, delayed answers."""
+        if self._state is not EngineState.RUNNING:
+            return []
+        out: list[Effect] = []
+        for state in list(self._ifaces.values()):
+            self._run_probes(now, state, out)
+            self._run_announcements(now, state, out)
+            self._run_pending(now, state, out)
+        if self._next_housekeeping is not None and now >= self._next_housekeeping:
+            self._next_housekeeping = now + self._timing.housekeeping_interval
+            self._own_payloads = {p: t for p, t in self._own_payloads.items() if t >= now}
+            if self._cache is not None:
+                self._cache.expire(now)
+        self._report_states(out)
+        return out
+
+    # ---- probing (RFC 6762 §8.1, §8.2)
+
+    def _begin_interface(self, now: float, state: _IfaceState) -> None:
+        # Records that depend on no unique name (service enumeration) are publishable at once
+        # and get announced together with the first names established here.
+        names = self._unique()
+        if names:
+            state.probes.append(_ProbeJob(set(names), self._probe_start(now)))
+
+    def _probe_start(self, now: float) -> float:
+        delay = self._rng.uniform(0.0, self._timing.probe_delay_max)
+        window_start = now - self._timing.conflict_window
+        while self._conflict_times and self._conflict_times[0] < window_start:
+            self._conflict_times.popleft()
+        if len(self._conflict_times) >= self._timing.conflict_limit:
+            delay = max(delay, self._timing.conflict_backoff)  # §8.1 rate limit
+        return now + delay
+
+    def _run_probes(self, now: float, state: _IfaceState, out: list[Effect]) -> None:
+        finished: set[NameKey] = set()
+        for job in list(state.probes):
+            if job.due > now:
+                continue
+            if not job.names:
+                state.probes.remove(job)
+            elif job.sent < self._timing.probe_count:
+                self._send_probe(now, state, job.names, out)
+                job.sent += 1
+                job.due = now + self._timing.probe_interval
+            else:
+                state.probes.remove(job)
+                finished |= job.names
+        if finished:
+            state.established |= finished
+            self._announce_new(now, state, out)
+
+    def _send_probe(
+        self, now: float, state: _IfaceState, names: set[NameKey], out: list[Effect]
+    ) -> None:
+        by_name: dict[NameKey, list[Record]] = {}
+        for record in self._table.records_for(state.info):
+            if record.unique:
+                by_name.setdefault(name_key(record.name), []).append(record)
+        wanted = sorted(names)
+        for start in range(0, len(wanted), 8):
+            message = _message(response=False)
+            for key in wanted[start : start + 8]:
+                records = by_name.get(key, [])
+                if not records:
+                    continue
+                # QU questions of type ANY: a defender may answer us directly (§8.1); the
+                # proposed records go in the authority section, without cache-flush.
+                question = DNSQuestion(
+                    record_to_rr(records[0]).rname, QTYPE.ANY, CLASS_IN | UNICAST_RESPONSE
+                )
+                message.add_question(question)
+                for record in records:
+                    message.add_auth(record_to_rr(record))
+            if not message.questions:
+                continue
+            for payload in self._pack_split(message):
+                for family in state.families():
+                    self._send(now, state, family, dest=None, payload=payload, out=out)
+                self._stats.probes_sent += 1
+
+    def _check_simultaneous_probe(self, now: float, state: _IfaceState, packet: _Packet) -> None:
+        """§8.2: someone probes a name we are probing; the lexicographically later data wins."""
+        probing = {key for job in state.probes if job.sent > 0 for key in job.names}
+        if not probing:
+            return
+        theirs_by_name: dict[NameKey, list[Record]] = {}
+        for record in packet.authority:
+            theirs_by_name.setdefault(name_key(record.name), []).append(record)
+        ours = [r for r in self._table.records_for(state.info) if r.unique]
+        for key, theirs in theirs_by_name.items():
+            if key not in probing:
+                continue
+            mine = [r for r in ours if name_key(r.name) == key]
+            if compare_record_sets(mine, theirs) < 0:
+                self._stats.tie_breaks_lost += 1
+                for job in state.probes:
+                    job.names.discard(key)
+                state.probes.append(_ProbeJob({key}, now + self._timing.tie_break_defer))
+
+    # ---- conflicts and renames (§8.1, §9)
+
+    def _conflict(self, now: float, key: NameKey, out: list[Effect]) -> None:
+        self._stats.conflicts += 1
+        self._conflict_times.append(now)
+        if not self._probing(key):
+            # §9: an established name goes back to probing; the real owner will defend it
+            # and the conflict seen while probing renames us.
+            for state in self._ifaces.values():
+                state.established.discard(key)
+                state.probes.append(_ProbeJob({key}, self._probe_start(now)))
+            return
+        self._rename(now, key, out)
+
+    def _rename(self, now: float, key: NameKey, out: list[Effect]) -> None:
+        table = self._table
+        for host in table.hosts:
+            if name_key(f"{host}.local") == key:
+                new_host = next_host_name(host)
+                hosts = [new_host if h == host else h for h in table.hosts]
+                out.append(Renamed(RenameKind.HOST, host, new_host))
+                self._stats.renames += 1
+                out.extend(self.update_table(now, table.with_hosts(hosts)))
+                return
+        for service in table.services:
+            if name_key(service.instance_fqdn) == key:
+                new_instance = next_instance_name(service.instance)
+                out.append(Renamed(RenameKind.SERVICE, service.instance, new_instance))
+                self._stats.renames += 1
+                renamed = table.with_service_instance(service.id, new_instance)
+                out.extend(self.update_table(now, renamed))
+                return
+
+    def _probing(self, key: NameKey) -> bool:
+        return any(key in job.names for s in self._ifaces.values() for job in s.probes)
+
+    # ---- announcing and goodbyes (§8.3, §10.1)
+
+    def _announce_new(self, now: float, state: _IfaceState, out: list[Effect]) -> None:
+        """Announce every publishable record not yet published on this interface."""
+        keys = {_wire_key(r) for r in self._publishable(state)} - state.published
+        if keys:
+            state.announcements.append(_AnnounceJob(keys, now))
+            self._run_announcements(now, state, out)
+
+    def _run_announcements(self, now: float, state: _IfaceState, out: list[Effect]) -> None:
+        for job in list(state.announcements):
+            if job.due > now:
+                continue
+            records = [r for r in self._publishable(state) if _wire_key(r) in job.keys]
+            if records:
+                message = _message(response=True)
+                for record in records:
+                    message.add_answer(record_to_rr(record, mdns=True))
+                for payload in self._pack_split(message):
+                    for family in state.families():
+                        self._send(now, state, family, dest=None, payload=payload, out=out)
+                    self._stats.announcements_sent += 1
+                for record in records:
+                    wire = _wire_key(record)
+                    state.published.add(wire)
+                    for family in state.families():
+                        state.last_multicast[(family, wire)] = now
+            job.sent += 1
+            if job.sent >= self._timing.announce_count or not records:
+                state.announcements.remove(job)
+            else:
+                # §8.3: one second apart, then the interval may double each time.
+                job.due = now + self._timing.announce_interval * 2 ** (job.sent - 1)
+
+    def _send_goodbyes(
+        self, now: float, state: _IfaceState, records: list[Record], out: list[Effect]
+    ) -> None:
+        if not records:
+            return
+        message = _message(response=True)
+        for record in records:
+            message.add_answer(record_to_rr(record, mdns=True, ttl=0))
+        for payload in self._pack_split(message):
+            for family in state.families():
+                self._send(now, state, family, dest=None, payload=payload, out=out)
+            self._stats.goodbyes_sent += 1
+
+    def _published_records(self, state: _IfaceState) -> list[Record]:
+        return [r for r in self._table.records_for(state.info) if _wire_key(r) in state.published]
+
+    def _reconcile(
+        self, now: float, state: _IfaceState, old_records: list[Record], out: list[Effect]
+    ) -> None:
+        """After the table or the interface's addresses changed: goodbye, probe, announce."""
+        unique = set(self._unique())
+        new_keys = {_wire_key(r) for r in self._table.records_for(state.info)}
+        gone = [r for r in old_records if _wire_key(r) in state.published - new_keys]
+        self._send_goodbyes(now, state, gone, out)
+        state.published &= new_keys
+        state.pending = {k: p for k, p in state.pending.items() if k[1] in new_keys}
+        state.established &= unique
+        for job in state.probes:
+            job.names &= unique
+        state.probes = [job for job in state.probes if job.names]
+        probing = {key for job in state.probes for key in job.names}
+        fresh = unique - state.established - probing
+        if fresh:
+            state.probes.append(_ProbeJob(fresh, self._probe_start(now)))
+        self._announce_new(now, state, out)
+
+    # ---- answering (§5.4, §6, §6.7, §7.1)
+
+    def _handle_query(
+        self,
+        now: float,
+        state: _IfaceState,
+        family: int,
+        *,
+        src: tuple[str, int],
+        packet: _Packet,
+        out: list[Effect],
+    ) -> None:
+        legacy = src[1] != MDNS_PORT
+        is_probe = bool(packet.authority)
+        if is_probe:
+            self._check_simultaneous_probe(now, state, packet)
+        known = {_wire_key(r): r for r in packet.answers}
+        unique = set(self._unique())
+        multicast: dict[WireKey, Record] = {}
+        unicast: dict[WireKey, Record] = {}
+        additionals: dict[WireKey, Record] = {}
+        for question in packet.questions:
+            found = self._table.query(question.label, question.rtype, state.info)
+            for record in found.answers:
+                if not self._is_publishable(state, record, unique):
+                    continue
+                wire = _wire_key(record)
+                seen = known.get(wire)
+                if seen is not None and seen.ttl >= record.ttl / 2:  # §7.1
+                    self._stats.known_answers_suppressed += 1
+                    continue
+                # §5.4: a QU question gets a unicast answer if we multicast the record lately
+                # (else the multicast refreshes every cache). Probes are always defended by
+                # multicast: with SO_REUSEPORT only one socket on the prober's host would
+                # receive a unicast reply.
+                if legacy or (
+                    question.unicast
+                    and not is_probe
+                    and self._recently_multicast(now, state, family, record)
+                ):
+                    unicast[wire] = record
+                else:
+                    multicast[wire] = record
+            for record in found.additionals:
+                wire = _wire_key(record)
+                if wire not in known and self._is_publishable(state, record, unique):
+                    additionals[wire] = record
+        if legacy:
+            if unicast:
+                self._legacy_reply(
+                    now,
+                    state,
+                    family,
+                    src=src,
+                    packet=packet,
+                    answers=unicast,
+                    additionals=additionals,
+                    out=out,
+                )
+            return
+        if unicast:
+            extra = {k: r for k, r in additionals.items() if k not in unicast}
+            self._respond(
+                now,
+                state,
+                family,
+                dest=src,
+                answers=list(unicast.values()),
+                additionals=extra,
+                out=out,
+            )
+            self._stats.unicast_responses += 1
+        if not multicast:
+            return
+        min_interval = (
+            self._timing.probe_defense_interval if is_probe else self._timing.multicast_min_interval
+        )
+        multicast = {
+            k: r
+            for k, r in multicast.items()
+            if now - state.last_multicast.get((family, k), -1e18) >= min_interval
+        }
+        if not multicast:
+            return
+        if is_probe or all(r.unique for r in multicast.values()):
+            # §6: answers made only of unique records, and probe defences, go out at once.
+            extra = {k: r for k, r in additionals.items() if k not in multicast}
+            self._respond(
+                now,
+                state,
+                family,
+                dest=None,
+                answers=list(multicast.values()),
+                additionals=extra,
+                out=out,
+            )
+            self._stats.multicast_responses += 1
+            return
+        if packet.truncated:
+            low, high = self._timing.truncated_delay_min, self._timing.truncated_delay_max
+        else:
+            low, high = self._timing.response_delay_min, self._timing.response_delay_max
+        due = now + self._rng.uniform(low, high)
+        for wire, record in multicast.items():
+            self._add_pending(state, (family, wire), record, due, additional=False)
+        for wire, record in additionals.items():
+            if wire not in multicast:
+                self._add_pending(state, (family, wire), record, due, additional=True)
+
+    def _add_pending(
+        self,
+        state: _IfaceState,
+        key: tuple[int, WireKey],
+        record: Record,
+        due: float,
+        *,
+        additional: bool,
+    ) -> None:
+        pending = state.pending.get(key)
+        if pending is None:
+            state.pending[key] = _Pending(record, due, additional)
+        else:  # aggregate (§6): the earliest time wins, an answer beats an additional
+            pending.due = min(pending.due, due)
+            pending.additional = pending.additional and additional
+
+    def _run_pending(self, now: float, state: _IfaceState, out: list[Effect]) -> None:
+        ready = {k: p for k, p in state.pending.items() if p.due <= now}
+        if not ready:
+            return
+        for key in ready:
+            del state.pending[key]
+        for family in state.families():
+            answers = [p.record for k, p in ready.items() if k[0] == family and not p.additional]
+            extra = {k[1]: p.record for k, p in ready.items() if k[0] == family and p.additional}
+            if answers:
+                self._respond(
+                    now, state, family, dest=None, answers=answers, additionals=extra, out=out
+                )
+                self._stats.multicast_responses += 1
+
+    def _respond(
+        self,
+        now: float,
+        state: _IfaceState,
+        family: int,
+        *,
+        dest: tuple[str, int] | None,
+        answers: list[Record],
+        additionals: dict[WireKey, Record],
+        out: list[Effect],
+    ) -> None:
+        message = _message(response=True)
+        for record in answers:
+            message.add_answer(record_to_rr(record, mdns=True))
+        extra = [record_to_rr(r, mdns=True) for r in additionals.values()]
+        for payload in self._pack_split(message, extra):
+            self._send(now, state, family, dest=dest, payload=payload, out=out)
+        if dest is None:
+            for record in answers:
+                state.last_multicast[(family, _wire_key(record))] = now
+
+    def _legacy_reply(
+        self,
+        now: float,
+        state: _IfaceState,
+        family: int,
+        *,
+        src: tuple[str, int],
+        packet: _Packet,
+        answers: dict[WireKey, Record],
+        additionals: dict[WireKey, Record],
+        out: list[Effect],
+    ) -> None:
+        """§6.7: a conventional DNS reply: the query's ID and questions, TTL <= 10 s, no
+        cache-flush bits, sent to the querier's address and port."""
+        cap = self._timing.legacy_ttl_cap
+        message = _message(response=True, ident=packet.id)
+        for question in packet.questions:
+            message.add_question(DNSQuestion(question.label, question.rtype, CLASS_IN))
+        for record in answers.values():
+            message.add_answer(record_to_rr(record, ttl=min(record.ttl, cap)))
+        extra = [
+            record_to_rr(r, ttl=min(r.ttl, cap)) for k, r in additionals.items() if k not in answers
+        ]
+        payload = _pack_truncating(message, extra, self._max_packet)
+        self._send(now, state, family, dest=src, payload=payload, out=out)
+        self._stats.legacy_responses += 1
+
+    def _recently_multicast(
+        self, now: float, state: _IfaceState, family: int, record: Record
+    ) -> bool:
+        last = state.last_multicast.get((family, _wire_key(record)))
+        return last is not None and now - last < record.ttl / 4
+
+    # ---- responses: cache, duplicate suppression, conflicts
+
+    def _handle_response(
+        self,
+        now: float,
+        state: _IfaceState,
+        family: int,
+        *,
+        src: tuple[str, int],
+        packet: _Packet,
+        out: list[Effect],
+    ) -> None:
+        records = packet.answers + packet.additionals
+        if self._cache is not None:
+            for record in records:
+                if self._cache.insert(now, state.info.name, record, source=src[0]):
+                    self._stats.records_cached += 1
+        for record in packet.answers:
+            # §7.4: someone else just multicast an answer we were about to give.
+            slot = (family, _wire_key(record))
+            pending = state.pending.get(slot)
+            if pending is not None and record.ttl >= pending.record.ttl / 2:
+                del state.pending[slot]
+                self._stats.duplicate_answers_suppressed += 1
+        unique = set(self._unique())
+        if not unique:
+            return
+        ours = self._all_our_data()
+        our_types = {(k[0], k[1]) for k in ours}
+        conflicted: list[NameKey] = []
+        for record in records:
+            key = name_key(record.name)
+            if key not in unique or record.ttl == 0 or key in conflicted:
+                continue
+            if record.rtype in (RType.NSEC, RType.OPT):
+                continue
+            if (key, record.rtype) not in our_types and not self._probing(key):
+                continue  # a type we do not publish for an established name: no clash
+            if _wire_key(record) not in ours:
+                conflicted.append(key)
+        for key in conflicted:
+            if key in set(self._unique()):  # an earlier rename may have replaced it
+                self._conflict(now, key, out)
+
+    def _all_our_data(self) -> set[WireKey]:
+        keys: set[WireKey] = set()
+        for state in self._ifaces.values():
+            keys.update(_wire_key(r) for r in self._table.records_for(state.info))
+        return keys
+
+    # ---- helpers
+
+    def _unique(self) -> list[NameKey]:
+        return [name_key(n) for n in self._table.unique_names()]
+
+    def _is_publishable(self, state: _IfaceState, record: Record, unique: set[NameKey]) -> bool:
+        return (_references(record) & unique) <= state.established
+
+    def _publishable(self, state: _IfaceState) -> list[Record]:
+        unique = set(self._unique())
+        return [
+            r for r in self._table.records_for(state.info) if self._is_publishable(state, r, unique)
+        ]
+
+    def _send(
+        self,
+        now: float,
+        state: _IfaceState,
+        family: int,
+        *,
+        dest: tuple[str, int] | None,
+        payload: bytes,
+        out: list[Effect],
+    ) -> None:
+        if dest is None:
+            self._own_payloads[payload] = now + self._timing.own_packet_memory
+        out.append(Send(state.info.name, family, dest, payload))
+        self._stats.packets_sent += 1
+
+    def _pack_split(self, message: DNSRecord, additionals: Sequence[RR] = ()) -> list[bytes]:
+        """Pack into packets of at most ``max_packet`` bytes (RFC 6762 §7.2, §17).
+
+        Answer and authority records are spread over as many packets as needed; questions stay
+        in the first. Additionals are optional: added while they fit, the rest dropped.
+        """
+        limit = self._max_packet
+        if len(_pack(message)) <= limit:
+            return [_pack_with(message, additionals, limit)]
+        packets: list[bytes] = []
+        questions = list(message.questions)
+        remaining = [(True, rr) for rr in message.rr] + [(False, rr) for rr in message.auth]
+        while remaining:
+            current = _message(response=bool(message.header.qr))
+            for question in questions:
+                current.add_question(question)
+            questions = []
+            taken = 0
+            for is_answer, rr in remaining:
+                section = current.rr if is_answer else current.auth
+                section.append(rr)
+                if taken and len(_pack(current)) > limit:
+                    section.pop()
+                    break
+                taken += 1
+            remaining = remaining[taken:]
+            _fix_counts(current)
+            packets.append(_pack_with(current, () if packets else additionals, limit))
+        return packets
+
+    def _report_states(self, out: list[Effect]) -> None:
+        for state in self._ifaces.values():
+            current = state.overall()
+            if current is not state.reported:
+                state.reported = current
+                out.append(StateChanged(state.info.name, current))
+
+
+# --------------------------------------------------------------------------------------------
+# Public pure helpers
+
+
+def compare_record_sets(ours: Sequence[Record], theirs: Sequence[Record]) -> int:
+    """RFC 6762 §8.2: -1 if ours is lexicographically earlier (we lose), 0 equal, 1 later.
+
+    Each set is sorted by (class, type, uncompressed rdata bytes) and compared pair by pair;
+    when one set is a prefix of the other, the longer wins.
+    """
+    mine = sorted((CLASS_IN, int(r.rtype), _rdata_bytes(r)) for r in ours)
+    other = sorted((CLASS_IN, int(r.rtype), _rdata_bytes(r)) for r in theirs)
+    for a, b in zip(mine, other, strict=False):
+        if a != b:
+            return -1 if a < b else 1
+    return (len(mine) > len(other)) - (len(mine) < len(other))
+
+
+# --------------------------------------------------------------------------------------------
+# Private helpers
+
+
+@dataclass(slots=True)
+class _ProbeJob:
+    names: set[NameKey]
+    due: float
+    sent: int = 0
+
+
+@dataclass(slots=True)
+class _AnnounceJob:
+    keys: set[WireKey]
+    due: float
+    sent: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    record: Record
+    due: float
+    additional: bool
+
+
+@dataclass(slots=True)
+class _IfaceState:
+    info: InterfaceInfo
+    established: set[NameKey] = field(default_factory=set)
+    probes: list[_ProbeJob] = field(default_factory=list)
+    announcements: list[_AnnounceJob] = field(default_factory=list)
+    published: set[WireKey] = field(default_factory=set)
+    pending: dict[tuple[int, WireKey], _Pending] = field(default_factory=dict)
+    last_multicast: dict[tuple[int, WireKey], float] = field(default_factory=dict)
+    reported: InterfaceState | None = None
+
+    def families(self) -> list[int]:
+        return ([4] if self.info.ipv4 else []) + ([6] if self.info.ipv6 else [])
+
+    def overall(self) -> InterfaceState:
+        if any(job.names for job in self.probes):
+            return InterfaceState.PROBING
+        if self.announcements:
+            return InterfaceState.ANNOUNCING
+        return InterfaceState.ESTABLISHED
+
+
+@dataclass(frozen=True, slots=True)
+class _Question:
+    label: Any  # the dnslib DNSLabel as received (exact bytes, for echoing and lookups)
+    rtype: int
+    unicast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Packet:
+    id: int
+    is_response: bool
+    opcode: int
+    truncated: bool
+    questions: list[_Question]
+    answers: list[Record]
+    authority: list[Record]
+    additionals: list[Record]
+
+
+def _parse(data: bytes) -> _Packet:
+    message = DNSRecord.parse(data)
+    header = message.header
+    questions = [
+        _Question(q.qname, int(q.qtype), bool(q.qclass & UNICAST_RESPONSE))
+        for q in message.questions
+    ]
+
+    def convert(rrs: list[RR]) -> list[Record]:
+        records = [Record.from_rr(rr) for rr in rrs if rr.rtype != RType.OPT]
+        for record in records:
+            _wire_key(record)  # fail here, inside the caller's guard, on unpackable rdata
+        return records
+
+    return _Packet(
+        id=int(header.id),
+        is_response=bool(header.qr),
+        opcode=int(header.opcode),
+        truncated=bool(header.tc),
+        questions=questions,
+        answers=convert(message.rr),
+        authority=convert(message.auth),
+        additionals=convert(message.ar),
+    )
+
+
+def _message(*, response: bool, ident: int = 0) -> DNSRecord:
+    # bitmap=0: dnslib sets RD by default, which mDNS does not use.
+    if response:
+        return DNSRecord(DNSHeader(id=ident, bitmap=0, qr=1, aa=1))
+    return DNSRecord(DNSHeader(id=ident, bitmap=0))
+
+
+def _wire_key(record: Record) -> WireKey:
+    return (name_key(record.name), int(record.rtype), _rdata_bytes(record))
+
+
+def _references(record: Record) -> set[NameKey]:
+    """Names a record depends on: its owner and, for PTR and SRV, its target."""
+    names = {name_key(record.name)}
+    if record.rtype == RType.PTR:
+        names.add(name_key(record.data.label))
+    elif record.rtype == RType.SRV:
+        names.add(name_key(record.data.target))
+    return names
+
+
+def _rdata_bytes(record: Record) -> bytes:
+    """Uncompressed rdata (a fresh buffer has nothing to point back to), as §8.2 compares."""
+    buffer = DNSBuffer()
+    record.data.pack(buffer)
+    return bytes(buffer.data)
+
+
+def _fix_counts(message: DNSRecord) -> None:
+    message.header.q = len(message.questions)
+    message.header.a = len(message.rr)
+    message.header.auth = len(message.auth)
+    message.header.ar = len(message.ar)
+
+
+def _pack(message: DNSRecord) -> bytes:
+    _fix_counts(message)
+    return bytes(message.pack())  # dnslib returns a bytearray
+
+
+def _pack_with(message: DNSRecord, additionals: Sequence[RR], limit: int) -> bytes:
+    payload = _pack(message)
+    for rr in additionals:
+        message.ar.append(rr)
+        candidate = _pack(message)
+        if len(candidate) > limit:
+            message.ar.pop()
+            _fix_counts(message)
+            break
+        payload = candidate
+    return payload
+
+
+def _pack_truncating(message: DNSRecord, additionals: Sequence[RR], limit: int) -> bytes:
+    """One packet: answers that do not fit are dropped with TC set (RFC 1035 §4.1.1)."""
+    payload = _pack(message)
+    if len(payload) <= limit:
+        return _pack_with(message, additionals, limit)
+    while len(payload) > limit and message.rr:
+        message.rr.pop()
+        message.header.tc = 1
+        payload = _pack(message)
+    return payload

@@ -1,0 +1,501 @@
+"""The sans-IO responder engine, driven with simulated time and a predictable rng."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from dnslib import PTR, QTYPE, RR, SRV, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeagent.dns.records import CACHE_FLUSH, UNICAST_RESPONSE, Record, RType
+from edgeagent.mdns.responder import (
+    Effect,
+    InterfaceState,
+    Renamed,
+    RenameKind,
+    Responder,
+    Send,
+    StateChanged,
+    compare_record_sets,
+)
+from edgeagent.mdns.table import RecordTable, ServiceSpec, name_key
+from edgeagent.net.model import InterfaceInfo
+
+ETH0 = InterfaceInfo("eth0", 2, ("10.77.0.5",), ("fe80::5",))
+ETH1 = InterfaceInfo("eth1", 3, ("10.78.0.5",), ())
+PEER = ("10.77.0.9", 5353)
+GREENHOUSE = ServiceSpec(id="web", type="_http._tcp", instance="Greenhouse 1", port=80)
+INSTANCE_LABEL = DNSLabel([b"Greenhouse 1", b"_http", b"_tcp", b"local"])
+
+
+class MidRng(random.Random):
+    """``uniform(a, b)`` always returns the middle: times become exact and predictable."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return (a + b) / 2
+
+
+@dataclass
+class FakeCache:
+    inserted: list[tuple[str, Record, str]] = field(default_factory=list)
+    expired: list[float] = field(default_factory=list)
+
+    def insert(self, now: float, iface_name: str, record: Record, *, source: str) -> bool:
+        self.inserted.append((iface_name, record, source))
+        return True
+
+    def expire(self, now: float) -> None:
+        self.expired.append(now)
+
+
+def make_table(*services: ServiceSpec, host: str = "edge") -> RecordTable:
+    return RecordTable(hosts=[host], services=list(services), ttl=120)
+
+
+def make_responder(
+    *services: ServiceSpec, interfaces: tuple[InterfaceInfo, ...] = (ETH0,), **kwargs: object
+) -> Responder:
+    responder = Responder(make_table(*services), rng=MidRng(), **kwargs)  # type: ignore[arg-type]
+    responder.set_interfaces(0.0, interfaces)
+    return responder
+
+
+def run_until(responder: Responder, end: float) -> list[tuple[float, Effect]]:
+    """Fire the engine's timers up to ``end``, recording each effect with its time."""
+    seen: list[tuple[float, Effect]] = []
+    while True:
+        deadline = responder.next_deadline()
+        if deadline is None or deadline > end:
+            return seen
+        seen.extend((deadline, effect) for effect in responder.on_timer(deadline))
+
+
+def established(services: tuple[ServiceSpec, ...] = (), **kwargs: object) -> Responder:
+    responder = make_responder(*services, **kwargs)  # type: ignore[arg-type]
+    responder.start(0.0)
+    run_until(responder, 5.0)
+    return responder
+
+
+def sends(effects: list[Effect] | list[tuple[float, Effect]]) -> list[Send]:
+    items = [e[1] if isinstance(e, tuple) else e for e in effects]
+    return [e for e in items if isinstance(e, Send)]
+
+
+def parse(send: Send) -> DNSRecord:
+    return DNSRecord.parse(send.payload)
+
+
+def query(
+    name: str, rtype: int = QTYPE.A, *, qu: bool = False, ident: int = 0, known: tuple[RR, ...] = ()
+) -> bytes:
+    message = DNSRecord(DNSHeader(id=ident, bitmap=0))
+    message.add_question(DNSQuestion(name, rtype, 1 | (UNICAST_RESPONSE if qu else 0)))
+    for rr in known:
+        message.add_answer(rr)
+    return bytes(message.pack())
+
+
+def response(*rrs: RR) -> bytes:
+    message = DNSRecord(DNSHeader(id=0, bitmap=0, qr=1, aa=1))
+    for rr in rrs:
+        message.add_answer(rr)
+    return bytes(message.pack())
+
+
+def a_rr(name: str, address: str, *, ttl: int = 120, flush: bool = True) -> RR:
+    return RR(name, QTYPE.A, rclass=1 | (CACHE_FLUSH if flush else 0), ttl=ttl, rdata=A(address))
+
+
+# ---- probing and announcing ------------------------------------------------------------------
+
+
+def test_three_probes_250ms_apart_after_random_delay_then_two_announcements() -> None:
+    responder = make_responder()
+    responder.start(0.0)
+    timeline = run_until(responder, 5.0)
+    probe_times = sorted({t for t, s in timeline if isinstance(s, Send) and not parse(s).header.qr})
+    # MidRng: the initial delay is 125 ms (of 0-250 ms, RFC 6762 §8.1).
+    assert probe_times == [0.125, 0.375, 0.625]
+    announce_times = sorted({t for t, s in timeline if isinstance(s, Send) and parse(s).header.qr})
+    assert announce_times == [0.875, 1.875]  # §8.3: established 250 ms after the third probe
+    assert responder.interface_state("eth0") is InterfaceState.ESTABLISHED
+
+
+def test_probe_is_qu_any_with_proposed_records_in_authority() -> None:
+    responder = make_responder()
+    responder.start(0.0)
+    first = sends(responder.on_timer(0.125))
+    assert {s.family for s in first} == {4, 6}
+    assert all(s.dest is None for s in first)
+    probe = parse(first[0])
+    assert [str(q.qname) for q in probe.questions] == ["edge.local."]
+    assert probe.questions[0].qtype == QTYPE.ANY
+    assert probe.questions[0].qclass & UNICAST_RESPONSE
+    auth = {(str(rr.rname), rr.rtype, str(rr.rdata)) for rr in probe.auth}
+    assert ("edge.local.", QTYPE.A, "10.77.0.5") in auth
+    assert ("edge.local.", QTYPE.AAAA, "fe80::5") in auth
+    assert all(not rr.rclass & CACHE_FLUSH for rr in probe.auth)
+
+
+def test_announcements_carry_every_record_with_cache_flush_on_unique_ones() -> None:
+    responder = make_responder(GREENHOUSE)
+    responder.start(0.0)
+    timeline = run_until(responder, 0.9)
+    announcement = parse([s for _, s in timeline if isinstance(s, Send)][-1])
+    assert announcement.header.qr
+    assert announcement.header.aa
+    assert announcement.header.id == 0
+    by_type = {(QTYPE[rr.rtype], bool(rr.rclass & CACHE_FLUSH)) for rr in announcement.rr}
+    assert ("A", True) in by_type
+    assert ("SRV", True) in by_type
+    assert ("TXT", True) in by_type
+    assert ("PTR", False) in by_type  # shared service PTR: no cache-flush (§10.2)
+
+
+def test_no_answers_while_probing() -> None:
+    responder = make_responder()
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    assert sends(responder.on_packet(0.2, "eth0", 4, PEER, query("edge.local"))) == []
+
+
+def test_state_changes_are_reported() -> None:
+    responder = make_responder()
+    start = responder.start(0.0)
+    assert StateChanged("eth0", InterfaceState.PROBING) in start
+    timeline = [e for _, e in run_until(responder, 5.0)]
+    assert StateChanged("eth0", InterfaceState.ANNOUNCING) in timeline
+    assert StateChanged("eth0", InterfaceState.ESTABLISHED) in timeline
+
+
+# ---- conflicts -------------------------------------------------------------------------------
+
+
+def test_conflicting_response_while_probing_renames_host_and_reprobes() -> None:
+    responder = make_responder()
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    effects = responder.on_packet(0.2, "eth0", 4, PEER, response(a_rr("edge.local", "10.77.0.9")))
+    assert Renamed(RenameKind.HOST, "edge", "edge-2") in effects
+    assert responder.table.hosts == ("edge-2",)
+    timeline = run_until(responder, 5.0)
+    probes = [parse(s) for _, s in timeline if isinstance(s, Send) and not parse(s).header.qr]
+    assert probes
+    assert all(str(p.questions[0].qname) == "edge-2.local." for p in probes)
+    assert responder.established("eth0") == {name_key("edge-2.local")}
+
+
+def test_second_conflict_counts_up() -> None:
+    responder = make_responder()
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    responder.on_packet(0.2, "eth0", 4, PEER, response(a_rr("edge.local", "10.77.0.9")))
+    effects = responder.on_packet(0.3, "eth0", 4, PEER, response(a_rr("edge-2.local", "10.77.0.9")))
+    assert Renamed(RenameKind.HOST, "edge-2", "edge-3") in effects
+
+
+def test_service_instance_conflict_renames_with_parenthesised_number() -> None:
+    responder = make_responder(GREENHOUSE)
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    other_srv = RR(
+        INSTANCE_LABEL,
+        QTYPE.SRV,
+        rclass=1 | CACHE_FLUSH,
+        ttl=120,
+        rdata=SRV(0, 0, 80, "other.local"),
+    )
+    effects = responder.on_packet(0.2, "eth0", 4, PEER, response(other_srv))
+    assert Renamed(RenameKind.SERVICE, "Greenhouse 1", "Greenhouse 1 (2)") in effects
+    assert responder.table.services[0].instance == "Greenhouse 1 (2)"
+
+
+def test_identical_data_from_another_host_is_not_a_conflict() -> None:
+    responder = make_responder()
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    effects = responder.on_packet(0.2, "eth0", 4, PEER, response(a_rr("edge.local", "10.77.0.5")))
+    assert not [e for e in effects if isinstance(e, Renamed)]
+
+
+def test_multihomed_device_does_not_conflict_with_its_other_interface() -> None:
+    responder = make_responder(interfaces=(ETH0, ETH1))
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    # eth1's announcement (10.78.0.5) heard on eth0: our own data, no conflict.
+    effects = responder.on_packet(0.2, "eth0", 4, PEER, response(a_rr("edge.local", "10.78.0.5")))
+    assert not [e for e in effects if isinstance(e, Renamed)]
+
+
+def test_conflict_after_establishment_reprobes_then_renames_when_defended() -> None:
+    responder = established()
+    effects = responder.on_packet(10.0, "eth0", 4, PEER, response(a_rr("edge.local", "10.77.0.9")))
+    assert not [e for e in effects if isinstance(e, Renamed)]  # §9: probe again first
+    assert responder.interface_state("eth0") is InterfaceState.PROBING
+    run_until(responder, 10.2)
+    effects = responder.on_packet(10.3, "eth0", 4, PEER, response(a_rr("edge.local", "10.77.0.9")))
+    assert Renamed(RenameKind.HOST, "edge", "edge-2") in effects
+
+
+def test_conflict_rate_limit_waits_five_seconds() -> None:
+    responder = make_responder()
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    host = "edge"
+    for i in range(15):
+        responder.on_packet(
+            0.2 + i * 0.01, "eth0", 4, PEER, response(a_rr(f"{host}.local", "10.77.0.9"))
+        )
+        host = responder.table.hosts[0]
+    deadline = responder.next_deadline()
+    assert deadline is not None
+    assert deadline >= 0.34 + 5.0 - 0.01
+
+
+def test_simultaneous_probe_tie_break_loser_defers_one_second() -> None:
+    responder = make_responder(interfaces=(InterfaceInfo("eth0", 2, ("10.77.0.5",)),))
+    responder.start(0.0)
+    responder.on_timer(0.125)  # our first probe
+    their_probe = DNSRecord(DNSHeader(id=0, bitmap=0))
+    their_probe.add_question(DNSQuestion("edge.local", QTYPE.ANY, 1 | UNICAST_RESPONSE))
+    their_probe.add_auth(a_rr("edge.local", "10.77.0.200", flush=False))  # later than ours
+    responder.on_packet(0.2, "eth0", 4, PEER, bytes(their_probe.pack()))
+    assert responder.stats.tie_breaks_lost == 1
+    timeline = run_until(responder, 1.15)
+    assert not [s for _, s in timeline if isinstance(s, Send)]  # deferring
+    timeline = run_until(responder, 5.0)
+    assert min(t for t, s in timeline if isinstance(s, Send)) == 1.2
+
+
+def test_simultaneous_probe_tie_break_winner_continues() -> None:
+    responder = make_responder(interfaces=(InterfaceInfo("eth0", 2, ("10.77.0.5",)),))
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    their_probe = DNSRecord(DNSHeader(id=0, bitmap=0))
+    their_probe.add_question(DNSQuestion("edge.local", QTYPE.ANY, 1 | UNICAST_RESPONSE))
+    their_probe.add_auth(a_rr("edge.local", "10.77.0.1", flush=False))
+    responder.on_packet(0.2, "eth0", 4, PEER, bytes(their_probe.pack()))
+    assert responder.stats.tie_breaks_lost == 0
+    run_until(responder, 1.0)
+    assert responder.established("eth0") == {name_key("edge.local")}
+
+
+def test_compare_record_sets_orders_by_type_then_rdata_then_length() -> None:
+    low = Record("x.local", RType.A, 120, A("10.0.0.1"), unique=True)
+    high = Record("x.local", RType.A, 120, A("10.0.0.2"), unique=True)
+    assert compare_record_sets([low], [high]) == -1
+    assert compare_record_sets([high], [low]) == 1
+    assert compare_record_sets([low], [low]) == 0
+    assert compare_record_sets([low, high], [low]) == 1
+
+
+# ---- answering -------------------------------------------------------------------------------
+
+
+def test_unique_answer_is_multicast_at_once_with_this_interfaces_address() -> None:
+    responder = established(interfaces=(ETH0, ETH1))
+    out = sends(responder.on_packet(10.0, "eth1", 4, PEER, query("edge.local")))
+    assert len(out) == 1
+    assert out[0].iface == "eth1"
+    assert out[0].dest is None
+    assert out[0].family == 4
+    answers = parse(out[0]).rr
+    assert [str(rr.rdata) for rr in answers if rr.rtype == QTYPE.A] == ["10.78.0.5"]
+    out = sends(responder.on_packet(10.0, "eth0", 4, PEER, query("edge.local")))
+    assert [str(rr.rdata) for rr in parse(out[0]).rr if rr.rtype == QTYPE.A] == ["10.77.0.5"]
+
+
+def test_shared_answer_waits_20_to_120ms_and_aggregates() -> None:
+    responder = established((GREENHOUSE,))
+    # Nothing yet: the PTR is shared, so the answer waits (§6), here the middle of 20-120 ms.
+    assert not sends(
+        responder.on_packet(10.0, "eth0", 4, PEER, query("_http._tcp.local", QTYPE.PTR))
+    )
+    assert not sends(run_until(responder, 10.069))
+    timeline = run_until(responder, 10.2)
+    assert [t for t, _ in timeline if t > 10.0] == [10.07]
+    out = sends(timeline)
+    assert len(out) == 1
+    message = parse(out[0])
+    assert [QTYPE[rr.rtype] for rr in message.rr] == ["PTR"]
+    assert {QTYPE[rr.rtype] for rr in message.ar} >= {"SRV", "TXT", "A"}
+
+
+def test_same_record_not_multicast_twice_within_a_second() -> None:
+    responder = established()
+    assert sends(responder.on_packet(10.0, "eth0", 4, PEER, query("edge.local")))
+    assert not sends(responder.on_packet(10.5, "eth0", 4, PEER, query("edge.local")))
+    assert sends(responder.on_packet(11.1, "eth0", 4, PEER, query("edge.local")))
+
+
+def test_qu_question_gets_unicast_reply_when_recently_multicast() -> None:
+    responder = established()  # announced at 1.875
+    out = sends(responder.on_packet(5.0, "eth0", 4, PEER, query("edge.local", qu=True)))
+    assert [s.dest for s in out] == [PEER]
+    assert parse(out[0]).header.id == 0
+    # RFC 6762 §5.4: not multicast within a quarter TTL (30 s): multicast to refresh caches.
+    out = sends(responder.on_packet(40.0, "eth0", 4, PEER, query("edge.local", qu=True)))
+    assert [s.dest for s in out] == [None]
+
+
+def test_legacy_unicast_echoes_id_and_question_caps_ttl_and_clears_flush_bit() -> None:
+    responder = established()
+    src = ("10.77.0.9", 40000)
+    out = sends(responder.on_packet(10.0, "eth0", 4, src, query("Edge.local", ident=0x1234)))
+    assert len(out) == 1
+    assert out[0].dest == src
+    reply = parse(out[0])
+    assert reply.header.id == 0x1234
+    assert reply.header.qr
+    assert [str(q.qname) for q in reply.questions] == ["Edge.local."]
+    assert [str(rr.rdata) for rr in reply.rr] == ["10.77.0.5"]
+    assert all(rr.ttl <= 10 and rr.rclass == 1 for rr in reply.rr + reply.ar)
+
+
+def test_known_answer_suppression() -> None:
+    responder = established()
+    fresh = a_rr("edge.local", "10.77.0.5", ttl=100, flush=False)
+    assert not sends(
+        responder.on_packet(10.0, "eth0", 4, PEER, query("edge.local", known=(fresh,)))
+    )
+    assert responder.stats.known_answers_suppressed == 1
+    stale = a_rr("edge.local", "10.77.0.5", ttl=30, flush=False)  # below half the TTL (§7.1)
+    assert sends(responder.on_packet(10.0, "eth0", 4, PEER, query("edge.local", known=(stale,))))
+
+
+def test_probe_for_our_name_is_defended_by_multicast_at_once() -> None:
+    responder = established()
+    probe = DNSRecord(DNSHeader(id=0, bitmap=0))
+    probe.add_question(DNSQuestion("edge.local", QTYPE.ANY, 1 | UNICAST_RESPONSE))
+    probe.add_auth(a_rr("edge.local", "10.77.0.9", flush=False))
+    out = sends(responder.on_packet(10.0, "eth0", 4, PEER, bytes(probe.pack())))
+    assert out
+    assert all(s.dest is None for s in out)
+
+
+def test_duplicate_answer_from_another_responder_cancels_ours() -> None:
+    responder = established((GREENHOUSE,))
+    responder.on_packet(10.0, "eth0", 4, PEER, query("_http._tcp.local", QTYPE.PTR))
+    ptr = RR("_http._tcp.local", QTYPE.PTR, ttl=120, rdata=PTR(INSTANCE_LABEL))
+    responder.on_packet(10.03, "eth0", 4, PEER, response(ptr))
+    assert responder.stats.duplicate_answers_suppressed == 1
+    assert not sends(run_until(responder, 10.2))
+
+
+def test_own_looped_back_packet_is_ignored() -> None:
+    responder = established()
+    out = sends(responder.on_packet(10.0, "eth0", 4, PEER, query("edge.local")))
+    before = responder.stats.ignored
+    assert responder.on_packet(10.001, "eth0", 4, PEER, out[0].payload) == []
+    assert responder.stats.ignored == before + 1
+
+
+def test_responses_are_cached_per_interface_with_source() -> None:
+    cache = FakeCache()
+    responder = established(cache=cache)
+    responder.on_packet(10.0, "eth0", 4, PEER, response(a_rr("other.local", "10.77.0.9")))
+    assert [(i, r.name, s) for i, r, s in cache.inserted] == [("eth0", "other.local", PEER[0])]
+
+
+def test_client_query_sends_qm_question_on_every_interface_and_family() -> None:
+    responder = established(interfaces=(ETH0, ETH1))
+    out = sends(responder.query(10.0, "other.local", QTYPE.A))
+    assert {(s.iface, s.family) for s in out} == {("eth0", 4), ("eth0", 6), ("eth1", 4)}
+    question = parse(out[0]).questions[0]
+    assert str(question.qname) == "other.local."
+    assert question.qclass == 1
+
+
+# ---- table and interface changes ---------------------------------------------------------------
+
+
+def test_runtime_service_is_probed_and_announced_and_removal_says_goodbye() -> None:
+    responder = established()
+    table = make_table(GREENHOUSE)
+    responder.update_table(10.0, table)
+    assert responder.interface_state("eth0") is InterfaceState.PROBING
+    timeline = run_until(responder, 15.0)
+    probes = [parse(s) for _, s in timeline if isinstance(s, Send) and not parse(s).header.qr]
+    assert {str(p.questions[0].qname) for p in probes} == {"Greenhouse\\0321._http._tcp.local."}
+    effects = responder.update_table(20.0, make_table())
+    goodbye = [parse(s) for s in sends(effects)]
+    assert goodbye
+    ttl0 = {QTYPE[rr.rtype] for m in goodbye for rr in m.rr if rr.ttl == 0}
+    assert ttl0 == {"PTR", "SRV", "TXT"}
+
+
+def test_removed_address_gets_goodbye_and_new_one_is_announced() -> None:
+    responder = established(interfaces=(InterfaceInfo("eth0", 2, ("10.77.0.5",)),))
+    effects = responder.set_interfaces(10.0, [InterfaceInfo("eth0", 2, ("10.77.0.6",))])
+    messages = [parse(s) for s in sends(effects)]
+    goodbyes = [(str(rr.rdata), rr.ttl) for m in messages for rr in m.rr if rr.rtype == QTYPE.A]
+    assert ("10.77.0.5", 0) in goodbyes
+    assert ("10.77.0.6", 120) in goodbyes
+
+
+def test_new_interface_probes_and_announces_there() -> None:
+    responder = established()
+    responder.set_interfaces(10.0, [ETH0, ETH1])
+    assert responder.interface_state("eth1") is InterfaceState.PROBING
+    timeline = run_until(responder, 15.0)
+    assert {s.iface for _, s in timeline if isinstance(s, Send)} == {"eth1"}
+    assert responder.interface_state("eth1") is InterfaceState.ESTABLISHED
+
+
+def test_shutdown_sends_goodbyes_for_everything_published() -> None:
+    responder = established((GREENHOUSE,))
+    out = sends(responder.shutdown(20.0))
+    assert {s.family for s in out} == {4, 6}
+    rrs = [rr for s in out for rr in parse(s).rr]
+    assert rrs
+    assert all(rr.ttl == 0 for rr in rrs)
+    assert {QTYPE[rr.rtype] for rr in rrs} >= {"A", "AAAA", "PTR", "SRV", "TXT"}
+    assert responder.shutdown(21.0) == []  # idempotent
+    assert responder.next_deadline() is None
+
+
+def test_packets_stay_within_1460_bytes() -> None:
+    services = [
+        ServiceSpec(id=f"s{i}", type="_http._tcp", instance=f"Service number {i:03d}", port=80)
+        for i in range(40)
+    ]
+    responder = make_responder(*services)
+    responder.start(0.0)
+    timeline = run_until(responder, 5.0)
+    out = sends(timeline) + sends(responder.shutdown(6.0))
+    assert len(out) > 10
+    assert all(len(s.payload) <= 1460 for s in out)
+
+
+# ---- malformed input -------------------------------------------------------------------------
+
+
+def test_garbage_is_counted_and_dropped() -> None:
+    responder = established()
+    assert responder.on_packet(10.0, "eth0", 4, PEER, b"\x00\x01garbage") == []
+    assert responder.stats.malformed_dropped == 1
+    assert responder.on_packet(10.0, "wlan9", 4, PEER, query("edge.local")) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=600), port=st.sampled_from([5353, 40000]))
+def test_arbitrary_bytes_never_raise(data: bytes, port: int) -> None:
+    responder = established((GREENHOUSE,))
+    responder.on_packet(10.0, "eth0", 4, ("10.77.0.9", port), data)
+    responder.on_timer(11.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    header=st.binary(min_size=12, max_size=12),
+    body=st.binary(max_size=200),
+)
+def test_mutated_real_packets_never_raise(header: bytes, body: bytes) -> None:
+    responder = established((GREENHOUSE,))
+    base = query("_http._tcp.local", QTYPE.PTR)
+    responder.on_packet(10.0, "eth0", 4, PEER, header + base[12:] + body)
+    responder.on_packet(10.0, "eth0", 4, PEER, base[:12] + body)
+    responder.on_timer(11.0)
