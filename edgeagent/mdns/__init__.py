@@ -5,6 +5,7 @@ The modules here are pure cores (no sockets, no asyncio); the responder drives t
 
 from __future__ import annotations
 
+from edgeagent.mdns.cache import Cache, CacheEntry
 from edgeagent.mdns.table import (
     AGENT_SERVICE_ID,
     AGENT_SERVICE_TYPE,
@@ -25,6 +26,8 @@ __all__ = [
     "AGENT_SERVICE_TYPE",
     "SERVICES_META_QUERY",
     "Answer",
+    "Cache",
+    "CacheEntry",
     "RecordTable",
     "ServiceSpec",
     "label_to_name",
