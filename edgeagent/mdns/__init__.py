@@ -6,6 +6,15 @@ The modules here are pure cores (no sockets, no asyncio); the responder drives t
 from __future__ import annotations
 
 from edgeagent.mdns.cache import Cache, CacheEntry
+from edgeagent.mdns.dump import (
+    DumpRow,
+    PlaceholderRecord,
+    dump_records,
+    format_cache,
+    format_lines,
+    format_record,
+    record_to_json,
+)
 from edgeagent.mdns.table import (
     AGENT_SERVICE_ID,
     AGENT_SERVICE_TYPE,
@@ -28,12 +37,19 @@ __all__ = [
     "Answer",
     "Cache",
     "CacheEntry",
+    "DumpRow",
+    "PlaceholderRecord",
     "RecordTable",
     "ServiceSpec",
+    "dump_records",
+    "format_cache",
+    "format_lines",
+    "format_record",
     "label_to_name",
     "name_key",
     "name_to_label",
     "next_host_name",
     "next_instance_name",
+    "record_to_json",
     "record_to_rr",
 ]
