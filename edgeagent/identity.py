@@ -37,7 +37,7 @@ def hostname_from_serial(serial: str | None) -> str:
     """``edge-`` + the last 4 hex digits of ``serial`` (left-padded with zeros if shorter)."""
     if not serial:
         return HOSTNAME_PREFIX + FALLBACK_SUFFIX
-    return HOSTNAME_PREFIX + serial[-4:].rjust(4, "0")
+    return HOSTNAME_PREFIX + serial[-4:].lower().rjust(4, "0")
 
 
 def normalise_serial(text: str) -> str | None:

@@ -45,11 +45,17 @@ def render_yaml(
     ``redact``: key paths (``mdns.services[web].txt.token``, as ``LoadedConfig.secret_paths``)
     whose values are replaced by ``<secret>``. ``sources``: named in a header comment.
     """
-    data = redact_paths(config_to_dict(config), redact) if redact else config_to_dict(config)
+    data = _escape_env(config_to_dict(config))
+    if redact:
+        data = redact_paths(data, redact)
     header = "# effective edgeagent configuration"
     if sources:
         header += " from: " + " <- ".join(["built-in defaults", *sources])
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    if yaml.safe_load(body) != data:
+        # PyYAML writes NEL and the Unicode line separators raw with allow_unicode and then
+        # reads them back as line breaks; escaped output is exact.
+        body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
     return f"{header}\n{body}"
 
 
@@ -67,6 +73,17 @@ def redact_paths(data: Any, paths: Collection[str], path: str = "") -> Any:
             redact_paths(item, paths, f"{path}[{_item_label(item, index)}]")
             for index, item in enumerate(data)
         ]
+    return data
+
+
+def _escape_env(data: Any) -> Any:
+    """``${`` becomes ``$${`` so the loader's environment substitution gives the text back."""
+    if isinstance(data, str):
+        return data.replace("${", "$${")
+    if isinstance(data, dict):
+        return {key: _escape_env(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_escape_env(item) for item in data]
     return data
 
 
