@@ -36,7 +36,6 @@ from edgeagent.mdns.table import NameKey, name_key, name_to_label
 _GRACE = 1.0
 
 _EntryKey = tuple[NameKey, int, str]
-_NAME_DATA_TYPES = frozenset({RType.PTR, RType.SRV, RType.NSEC})
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +133,7 @@ class Cache:
                     _keep_longest(found, (entry_type, data), entry)
         if rtype in (RType.PTR, RType.ANY):
             for entry in self._reverse_entries(now, key):
-                _keep_longest(found, (RType.PTR, entry.record.data_text.lower()), entry)
+                _keep_longest(found, (RType.PTR, _data_key(entry.record)), entry)
         return [entry.record.with_ttl(entry.remaining(now)) for entry in found.values()]
 
     def has_name(self, now: float, name: str | DNSLabel) -> bool:
@@ -249,10 +248,23 @@ class Cache:
 
 
 def _entry_key(record: Record) -> _EntryKey:
-    data = record.data_text
-    if record.rtype in _NAME_DATA_TYPES:  # targets are names: compared case-insensitively
-        data = data.lower()
-    return (name_key(record.name), int(record.rtype), data)
+    return (name_key(record.name), int(record.rtype), _data_key(record))
+
+
+def _data_key(record: Record) -> str:
+    """Identity of the rdata. Names inside it compare case-insensitively (RFC 6762 §16) and by
+    their labels, not dnslib's text, which cannot tell a dot inside a label from a separator."""
+    data = record.data
+    if record.rtype in (RType.PTR, RType.NSEC):
+        head = "" if record.rtype == RType.PTR else " ".join(data.rrlist)
+        return f"{head}|{_labels_key(data.label)}"
+    if record.rtype == RType.SRV:
+        return f"{data.priority} {data.weight} {data.port}|{_labels_key(data.target)}"
+    return record.data_text
+
+
+def _labels_key(label: DNSLabel) -> str:
+    return "\x00".join(name_key(label))
 
 
 def _keep_longest(

@@ -364,7 +364,11 @@ class RecordTable:
             reverse = reverse_name(addr)
             records.extend(_ptr(reverse, host, ttl, unique=True) for host in self.host_names)
         records.extend(self._service_records())
-        return records
+        # An interface may list an address twice (e.g. two prefixes); advertise it once.
+        unique: dict[tuple[str, int, str], Record] = {}
+        for record in records:
+            unique.setdefault(record.key, record)
+        return list(unique.values())
 
     def unique_names(self) -> list[str]:
         """Names to probe before use (RFC 6762 §8): each ``host.local`` and service instance."""

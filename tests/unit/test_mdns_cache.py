@@ -312,3 +312,25 @@ def test_lookup_matches_a_simple_model_without_flush_or_eviction(
             }
             got = {(r.rtype, r.data_text) for r in cache.lookup(now, name, RType.ANY)}
             assert got == expected
+
+
+def test_ptr_targets_compare_by_labels_and_ignore_case() -> None:
+    from dnslib import PTR
+
+    cache = Cache()
+    dotted = Record(
+        "_ipp._tcp.local", RType.PTR, 120, PTR(name_to_label("My\\.Printer._ipp._tcp.local"))
+    )
+    split = Record(
+        "_ipp._tcp.local", RType.PTR, 120, PTR(name_to_label("My.Printer._ipp._tcp.local"))
+    )
+    assert dotted.data_text == split.data_text  # dnslib's text cannot tell them apart
+    assert cache.insert(0.0, "eth0", dotted)
+    assert cache.insert(0.0, "eth0", split)
+    assert len(cache.lookup(0.0, "_ipp._tcp.local", RType.PTR)) == 2
+    upper = Record(
+        "_ipp._tcp.local", RType.PTR, 120, PTR(name_to_label("MY\\.PRINTER._ipp._tcp.local"))
+    )
+    cache.insert(1.0, "eth0", upper)  # the same record (new spelling) replaces it
+    assert len(cache) == 2
+    assert not cache.insert(2.0, "eth0", upper)  # a plain refresh

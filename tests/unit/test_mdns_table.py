@@ -517,3 +517,12 @@ def test_records_pack_and_parse(table: RecordTable, iface: InterfaceInfo) -> Non
     parsed = DNSRecord.parse(message.pack())
     assert [name_key(rr.rname) for rr in parsed.rr] == [name_key(r.name) for r in records]
     assert [Record.from_rr(rr).unique for rr in parsed.rr] == [r.unique for r in records]
+
+
+def test_repeated_interface_address_is_advertised_once() -> None:
+    iface = InterfaceInfo("eth0", 2, ipv4=("10.0.0.5", "10.0.0.5"))
+    records = RecordTable(hosts=["edge"], services=[], ttl=120).records_for(iface)
+    assert [(r.rtype, r.data_text) for r in records] == [
+        (RType.A, "10.0.0.5"),
+        (RType.PTR, "edge.local."),
+    ]
