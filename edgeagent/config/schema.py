@@ -752,6 +752,8 @@ def suggest_hostname(name: str) -> str | None:
 
 
 def parse_hostname(node: Node, path: str, issues: Issues) -> str | None:
+    if isinstance(node.value, int) and not isinstance(node.value, bool) and node.value >= 0:
+        node = dataclasses.replace(node, value=str(node.value))  # `hostname: 1234` is a label
     if not isinstance(node.value, str):
         issues.add(node.where, path, f"expected a host name, got {describe(node)}")
         return None

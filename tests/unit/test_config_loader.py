@@ -401,3 +401,19 @@ def test_malformed_env_reference(tmp_path: Path) -> None:
 def test_substitute_env_directly() -> None:
     assert substitute_env("${A}-${B:-b}-$${A}-$A", {"A": "a"}) == ("a-b-${A}-$A", [])
     assert substitute_env("${A:-x}", {"A": "set"}) == ("set", [])
+
+
+def test_a_numeric_hostname_is_a_label(tmp_path: Path) -> None:
+    path = write(tmp_path / "e.yaml", "device: {hostname: 1234}\nmdns: {hosts: [hostname, 7]}\n")
+    config = load_(path)
+    assert config.device.hostname == "1234"
+    assert config.mdns.hosts == ("1234", "7")
+
+
+def test_every_section_builder_fills_one_config_field() -> None:
+    # The table-driven walker: adding a section means a Config field and a SECTIONS entry.
+    import dataclasses
+
+    from edgeagent.config.schema import SECTIONS
+
+    assert list(SECTIONS) == [f.name for f in dataclasses.fields(Config)]
