@@ -191,7 +191,7 @@ class Cache:
     def _flush(self, entries: dict[_EntryKey, CacheEntry], key: _EntryKey, now: float) -> bool:
         changed = False
         name, rtype, _ = key
-        for other_key, other in entries.items():
+        for other_key, other in list(entries.items()):
             if (
                 other_key[0] == name
                 and other_key[1] == rtype
