@@ -26,7 +26,7 @@ from edgeagent.identity import DeviceIdentity
 # -- merge is associative -----------------------------------------------------------------------
 KEYS = st.sampled_from(["a", "b", "c", "ttl"])
 SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["x", "y"])
-SERVICE_ITEMS = st.builds(
+SERVICE_ITEMS: st.SearchStrategy[dict[str, Any]] = st.builds(
     dict, id=st.sampled_from(["ssh", "web", "ipp"]), port=st.integers(1, 3)
 ) | st.builds(lambda i: {"id": i, "remove": True}, st.sampled_from(["ssh", "web", "ipp"]))
 TREES = st.recursive(
