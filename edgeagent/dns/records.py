@@ -11,7 +11,9 @@ import ipaddress
 from dataclasses import dataclass
 from enum import IntEnum
 
-from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSLabel, RD
+from dnslib import AAAA, PTR, QTYPE, RD, RR, SRV, TXT, A, DNSLabel
+
+from edgeagent.dns.names import label_to_name, name_to_label
 
 # RFC 6762 §10.2: the top bit of the class field marks "cache flush" (unique records).
 CACHE_FLUSH = 0x8000
@@ -70,9 +72,10 @@ class Record:
         return Record(self.name, self.rtype, ttl, self.data, self.unique)
 
     def to_rr(self, *, mdns: bool = False, ttl: int | None = None) -> RR:
+        """Pack label by label (UTF-8 instance names, escaped dots: see ``dns.names``)."""
         rclass = CLASS_IN | (CACHE_FLUSH if mdns and self.unique else 0)
         return RR(
-            self.name,
+            name_to_label(self.name),
             self.rtype,
             rclass=rclass,
             ttl=self.ttl if ttl is None else ttl,
@@ -82,7 +85,7 @@ class Record:
     @classmethod
     def from_rr(cls, rr: RR) -> Record:
         return cls(
-            name=normalize_name(rr.rname),
+            name=label_to_name(rr.rname),
             rtype=int(rr.rtype),
             ttl=int(rr.ttl),
             data=rr.rdata,
@@ -108,7 +111,7 @@ def ptr_record(name: str, target: str, ttl: int, *, unique: bool = False) -> Rec
 
 
 def srv_record(
-    name: str, target: str, port: int, ttl: int, priority: int = 0, weight: int = 0
+    name: str, target: str, port: int, ttl: int, *, priority: int = 0, weight: int = 0
 ) -> Record:
     return Record(name, RType.SRV, ttl, SRV(priority, weight, port, target + "."), unique=True)
 

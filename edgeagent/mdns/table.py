@@ -28,15 +28,21 @@ only correct for plain ASCII names).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dnslib import NSEC, PTR, RR, SRV, DNSLabel
 
 from edgeagent.config.model import MdnsConfig
+
+# Re-exported: the responder, cache and dump know these names from here.
+from edgeagent.dns.names import NameKey as NameKey
+from edgeagent.dns.names import escape_label as escape_label
+from edgeagent.dns.names import label_to_name as label_to_name
+from edgeagent.dns.names import name_key as name_key
+from edgeagent.dns.names import name_to_label as name_to_label
+from edgeagent.dns.names import split_name
 from edgeagent.dns.records import (
-    CACHE_FLUSH,
-    CLASS_IN,
     Record,
     RType,
     a_record,
@@ -54,8 +60,6 @@ SERVICES_META_QUERY = "_services._dns-sd._udp.local"
 AGENT_SERVICE_ID = "edgeagent"
 AGENT_SERVICE_TYPE = "_edgeagent._tcp"
 
-NameKey = tuple[str, ...]
-
 _MAX_LABEL = 63  # RFC 1035 §2.3.4
 _MAX_NAME = 255
 _MAX_TXT_STRING = 255  # RFC 6763 §6.1
@@ -69,44 +73,9 @@ _HOST_SUFFIX = re.compile(r"^(?P<base>.*)-(?P<n>[0-9]+)$")
 # Names
 
 
-def escape_label(label: str) -> str:
-    """One label (e.g. an instance name) as name text: ``"a.b"`` -> ``"a\\.b"``."""
-    return _escape_text(label)
-
-
-def name_to_label(name: str | DNSLabel) -> DNSLabel:
-    """Name text (RFC 6763 §4.3 escapes, UTF-8) -> dnslib label with the exact byte labels."""
-    if isinstance(name, DNSLabel):
-        return name
-    return DNSLabel(list(_split_name(name)))
-
-
-def label_to_name(label: DNSLabel | Iterable[bytes]) -> str:
-    """dnslib label -> name text without trailing dot, the inverse of ``name_to_label``."""
-    parts = label.label if isinstance(label, DNSLabel) else tuple(label)
-    return ".".join(_label_text(bytes(part)) for part in parts)
-
-
-def name_key(name: str | DNSLabel) -> NameKey:
-    """Case-insensitive comparison key (RFC 6762 §16) for name text or a dnslib label.
-
-    Accepts our text, dnslib's printed form (``Greenhouse\\0321._http._tcp.local.``) and a
-    ``DNSLabel``; all three give the same key for the same wire name.
-    """
-    parts = name.label if isinstance(name, DNSLabel) else _split_name(name)
-    return tuple(bytes(p).decode("utf-8", "surrogateescape").lower() for p in parts)
-
-
 def record_to_rr(record: Record, *, mdns: bool = False, ttl: int | None = None) -> RR:
     """Like ``Record.to_rr`` but packs the owner name label by label (UTF-8, escaped dots)."""
-    rclass = CLASS_IN | (CACHE_FLUSH if mdns and record.unique else 0)
-    return RR(
-        name_to_label(record.name),
-        record.rtype,
-        rclass=rclass,
-        ttl=record.ttl if ttl is None else ttl,
-        rdata=record.data,
-    )
+    return record.to_rr(mdns=mdns, ttl=ttl)
 
 
 def next_instance_name(instance: str) -> str:
@@ -514,7 +483,7 @@ def _dedupe_hosts(hosts: Sequence[str]) -> tuple[str, ...]:
             host = host[: -len(".local")]
         if not host:
             raise ValueError(f"host name {raw!r} is empty")
-        for part in _split_name(host):
+        for part in split_name(host):
             _check_label(part.decode("utf-8", "surrogateescape"), f"host name {raw!r}")
         if len(name_to_label(host + ".local")) > _MAX_NAME - 2:
             raise ValueError(f"host name {raw!r} is longer than 253 bytes")
@@ -533,52 +502,6 @@ def _check_label(text: str, what: str) -> None:
         raise ValueError(f"{what} {text!r} must be 1 to 63 bytes of UTF-8 (it is {size})")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
         raise ValueError(f"{what} {text!r} must not contain control characters")
-
-
-def _split_name(name: str) -> tuple[bytes, ...]:
-    """Name text -> byte labels, honouring ``\\.``, ``\\\\`` and ``\\DDD`` escapes."""
-    labels: list[bytes] = []
-    current = bytearray()
-    i, n = 0, len(name)
-    while i < n:
-        ch = name[i]
-        if ch == "\\" and i + 1 < n:
-            digits = name[i + 1 : i + 4]
-            if len(digits) == 3 and digits.isascii() and digits.isdigit() and int(digits) < 256:
-                current.append(int(digits))
-                i += 4
-                continue
-            current += name[i + 1].encode("utf-8", "surrogateescape")
-            i += 2
-            continue
-        if ch == ".":
-            labels.append(bytes(current))
-            current = bytearray()
-        else:
-            current += ch.encode("utf-8", "surrogateescape")
-        i += 1
-    if current:
-        labels.append(bytes(current))
-    return tuple(labels)
-
-
-def _label_text(raw: bytes) -> str:
-    try:
-        return _escape_text(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return "".join(_escape_text(chr(b)) if 0x20 <= b < 0x7F else f"\\{b:03d}" for b in raw)
-
-
-def _escape_text(text: str) -> str:
-    out: list[str] = []
-    for ch in text:
-        if ch in "\\.":
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\{ord(ch):03d}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _truncate_utf8(text: str, limit: int) -> str:
