@@ -42,14 +42,9 @@ from typing import Any, Protocol, Self
 
 from dnslib import QTYPE, RR, DNSBuffer, DNSHeader, DNSQuestion, DNSRecord
 
+from edgeagent.dns.names import NameKey, name_key
 from edgeagent.dns.records import CLASS_IN, UNICAST_RESPONSE, Record, RType
-from edgeagent.mdns.table import (
-    NameKey,
-    name_key,
-    next_host_name,
-    next_instance_name,
-    record_to_rr,
-)
+from edgeagent.mdns.table import next_host_name, next_instance_name
 from edgeagent.net.model import InterfaceInfo
 
 MDNS_PORT = 5353
@@ -184,7 +179,7 @@ class ResponderStats:
     conflicts: int = 0
     tie_breaks_lost: int = 0
     renames: int = 0
-    records_cached: int = 0
+    cache_updates: int = 0  # inserts that changed what the cache returns
 
 
 class EngineState(Enum):
@@ -466,11 +461,11 @@ class Responder:
                 # QU questions of type ANY: a defender may answer us directly (§8.1); the
                 # proposed records go in the authority section, without cache-flush.
                 question = DNSQuestion(
-                    record_to_rr(records[0]).rname, QTYPE.ANY, CLASS_IN | UNICAST_RESPONSE
+                    records[0].to_rr().rname, QTYPE.ANY, CLASS_IN | UNICAST_RESPONSE
                 )
                 message.add_question(question)
                 for record in records:
-                    message.add_auth(record_to_rr(record))
+                    message.add_auth(record.to_rr())
             if not message.questions:
                 continue
             for payload in self._pack_split(message):
@@ -550,7 +545,7 @@ class Responder:
             if records:
                 message = _message(response=True)
                 for record in records:
-                    message.add_answer(record_to_rr(record, mdns=True))
+                    message.add_answer(record.to_rr(mdns=True))
                 for payload in self._pack_split(message):
                     for family in state.families():
                         self._send(now, state, family, dest=None, payload=payload, out=out)
@@ -574,7 +569,7 @@ class Responder:
             return
         message = _message(response=True)
         for record in records:
-            message.add_answer(record_to_rr(record, mdns=True, ttl=0))
+            message.add_answer(record.to_rr(mdns=True, ttl=0))
         for payload in self._pack_split(message):
             for family in state.families():
                 self._send(now, state, family, dest=None, payload=payload, out=out)
@@ -756,8 +751,8 @@ class Responder:
     ) -> None:
         message = _message(response=True)
         for record in answers:
-            message.add_answer(record_to_rr(record, mdns=True))
-        extra = [record_to_rr(r, mdns=True) for r in additionals.values()]
+            message.add_answer(record.to_rr(mdns=True))
+        extra = [r.to_rr(mdns=True) for r in additionals.values()]
         for payload in self._pack_split(message, extra):
             self._send(now, state, family, dest=dest, payload=payload, out=out)
         if dest is None:
@@ -783,10 +778,8 @@ class Responder:
         for question in packet.questions:
             message.add_question(DNSQuestion(question.label, question.rtype, CLASS_IN))
         for record in answers.values():
-            message.add_answer(record_to_rr(record, ttl=min(record.ttl, cap)))
-        extra = [
-            record_to_rr(r, ttl=min(r.ttl, cap)) for k, r in additionals.items() if k not in answers
-        ]
+            message.add_answer(record.to_rr(ttl=min(record.ttl, cap)))
+        extra = [r.to_rr(ttl=min(r.ttl, cap)) for k, r in additionals.items() if k not in answers]
         payload = _pack_truncating(message, extra, self._max_packet)
         self._send(now, state, family, dest=src, payload=payload, out=out)
         self._stats.legacy_responses += 1
@@ -813,7 +806,7 @@ class Responder:
         if self._cache is not None:
             for record in records:
                 if self._cache.insert(now, state.info.name, record, source=src[0]):
-                    self._stats.records_cached += 1
+                    self._stats.cache_updates += 1
         for record in packet.answers:
             # §7.4: someone else just multicast an answer we were about to give.
             slot = (family, _wire_key(record))
@@ -822,8 +815,8 @@ class Responder:
                 del state.pending[slot]
                 self._stats.duplicate_answers_suppressed += 1
         unique = set(self._unique())
-        if not unique:
-            return
+        if not any(name_key(record.name) in unique for record in records):
+            return  # the common case: nothing about our names, skip building our record set
         ours = self._all_our_data()
         our_types = {(k[0], k[1]) for k in ours}
         conflicted: list[NameKey] = []

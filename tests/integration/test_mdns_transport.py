@@ -63,7 +63,11 @@ async def main():
         await stop.wait()
     emit(event="closed", stats=service.status()["stats"])
 
-asyncio.run(main())
+if args.get("loop") == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
 """
 
 # A passive listener: joins the group on eth0 and prints every record it hears.
@@ -215,11 +219,12 @@ def two_lans(lab: Lab) -> Lab:
     return lab
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_legacy_query_gets_the_address_of_the_interface_it_asked_on(
-    two_lans: Lab, tmp_path: Path
+    two_lans: Lab, tmp_path: Path, loop: str
 ) -> None:
     a, b, c = (two_lans.devices[n] for n in "abc")
-    node = Node(a, tmp_path / "a.log", host="edge-a")
+    node = Node(a, tmp_path / "a.log", host="edge-a", loop=loop)
     ready = node.wait_for("ready")
     assert sorted(ready["interfaces"]) == ["eth0", "eth1"]
     for asker, address in ((b, "10.77.1.1"), (c, "10.77.2.1")):
@@ -336,3 +341,52 @@ def test_address_change_is_announced_and_old_address_said_goodbye(lab: Lab, tmp_
         time.sleep(0.2)
     assert answer == ["10.77.0.11"]
     node.stop()
+
+
+WATCHER = r"""
+import asyncio, json
+from edgeagent.net.interfaces import watch_interfaces
+
+async def main():
+    async for snapshot in watch_interfaces(poll_interval=60):
+        eth = [i for i in snapshot if i.name == "eth0"]
+        print(json.dumps({"ipv4": list(eth[0].ipv4) if eth else None,
+                          "ipv6": list(eth[0].ipv6) if eth else None}), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_interface_watcher_sees_address_changes_via_netlink(lab: Lab, tmp_path: Path) -> None:
+    lab.add_lan("lan")
+    a = lab.add_device("a", [("lan", "10.77.0.1")])
+    log = tmp_path / "watch.log"
+    spawn(a, log, PYTHON, "-c", WATCHER)
+
+    def snapshots() -> list[dict[str, Any]]:
+        text = log.read_text() if log.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def wait_for(predicate: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + 5  # the poll fallback is 60 s: only netlink is this fast
+        while time.monotonic() < deadline:
+            found = [s for s in snapshots() if predicate(s)]
+            if found:
+                return found[-1]
+            time.sleep(0.05)
+        raise AssertionError(f"no matching snapshot in {snapshots()}")
+
+    first = wait_for(lambda s: s["ipv4"] == ["10.77.0.1"])
+    assert all(addr.startswith("fe80::") for addr in first["ipv6"])
+    a.exec("ip", "addr", "add", "10.77.0.21/24", "dev", "eth0")
+    wait_for(lambda s: s["ipv4"] == ["10.77.0.1", "10.77.0.21"])
+    # A tentative IPv6 address (duplicate address detection running) is not usable yet.
+    a.exec("sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=1")
+    a.exec("sysctl", "-qw", "net.ipv6.conf.eth0.dad_transmits=3")
+    a.exec("ip", "addr", "add", "fd77::1/64", "dev", "eth0")
+    count = len(snapshots())
+    time.sleep(0.5)
+    assert not any("fd77::1" in s["ipv6"] for s in snapshots()[count - 1 :])
+    assert wait_for(lambda s: "fd77::1" in s["ipv6"])["ipv6"][0] == "fd77::1"  # global first
+    a.exec("ip", "link", "set", "eth0", "down")
+    wait_for(lambda s: s["ipv4"] is None)
