@@ -179,6 +179,7 @@ class ResponderStats:
     conflicts: int = 0
     tie_breaks_lost: int = 0
     renames: int = 0
+    records_withdrawn: int = 0  # reverse PTRs yielded to another stack on the same address
     cache_updates: int = 0  # inserts that changed what the cache returns
 
 
@@ -614,6 +615,7 @@ class Responder:
         is_probe = bool(packet.authority)
         if is_probe:
             self._check_simultaneous_probe(now, state, packet)
+            self._yield_unprobed(now, state, packet.authority, set(self._unique()), out)
         known = {_wire_key(r): r for r in packet.answers}
         unique = set(self._unique())
         multicast: dict[WireKey, Record] = {}
@@ -815,6 +817,7 @@ class Responder:
                 del state.pending[slot]
                 self._stats.duplicate_answers_suppressed += 1
         unique = set(self._unique())
+        self._yield_unprobed(now, state, records, unique, out)
         if not any(name_key(record.name) in unique for record in records):
             return  # the common case: nothing about our names, skip building our record set
         ours = self._all_our_data()
@@ -834,6 +837,55 @@ class Responder:
             if key in set(self._unique()):  # an earlier rename may have replaced it
                 self._conflict(now, key, out)
 
+    def _yield_unprobed(
+        self,
+        now: float,
+        state: _IfaceState,
+        records: list[Record],
+        unique: set[NameKey],
+        out: list[Effect],
+    ) -> None:
+        """Withdraw unique records we never probe (reverse PTRs) when another host claims them.
+
+        Two stacks on one host (Avahi and us) both map the host's address back to their own
+        host name, each with the cache-flush bit; Avahi treats the difference as a conflict and
+        renames itself again and again. Those records are a courtesy, not a name we own, so we
+        yield (on this interface): a goodbye for ours, then silence.
+        """
+        claimed = {
+            (name_key(r.name), int(r.rtype))
+            for r in records
+            if r.ttl > 0 and name_key(r.name) not in unique and r.rtype != RType.NSEC
+        }
+        if not claimed:
+            return
+        ours = [
+            r
+            for r in self._table.records_for(state.info)
+            if r.unique and (name_key(r.name), int(r.rtype)) in claimed
+        ]
+        if not ours:
+            return
+        theirs = {_wire_key(r) for r in records}
+        mine = {_wire_key(r) for r in ours}
+        losing = [
+            r
+            for r in ours
+            if _wire_key(r) not in theirs
+            and _wire_key(r) not in state.withdrawn
+            and any(k[:2] == _wire_key(r)[:2] and k not in mine for k in theirs)
+        ]
+        if not losing:
+            return
+        self._stats.records_withdrawn += len(losing)
+        self._send_goodbyes(now, state, [r for r in losing if _wire_key(r) in state.published], out)
+        for record in losing:
+            wire = _wire_key(record)
+            state.withdrawn.add(wire)
+            state.published.discard(wire)
+            for family in (4, 6):
+                state.pending.pop((family, wire), None)
+
     def _all_our_data(self) -> set[WireKey]:
         keys: set[WireKey] = set()
         for state in self._ifaces.values():
@@ -846,6 +898,8 @@ class Responder:
         return [name_key(n) for n in self._table.unique_names()]
 
     def _is_publishable(self, state: _IfaceState, record: Record, unique: set[NameKey]) -> bool:
+        if state.withdrawn and _wire_key(record) in state.withdrawn:
+            return False
         return (_references(record) & unique) <= state.established
 
     def _publishable(self, state: _IfaceState) -> list[Record]:
@@ -957,6 +1011,7 @@ class _IfaceState:
     probes: list[_ProbeJob] = field(default_factory=list)
     announcements: list[_AnnounceJob] = field(default_factory=list)
     published: set[WireKey] = field(default_factory=set)
+    withdrawn: set[WireKey] = field(default_factory=set)  # yielded to another host
     pending: dict[tuple[int, WireKey], _Pending] = field(default_factory=dict)
     last_multicast: dict[tuple[int, WireKey], float] = field(default_factory=dict)
     reported: InterfaceState | None = None

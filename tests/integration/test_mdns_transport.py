@@ -390,3 +390,56 @@ def test_interface_watcher_sees_address_changes_via_netlink(lab: Lab, tmp_path: 
     assert wait_for(lambda s: "fd77::1" in s["ipv6"])["ipv6"][0] == "fd77::1"  # global first
     a.exec("ip", "link", "set", "eth0", "down")
     wait_for(lambda s: s["ipv4"] is None)
+
+
+AVAHI_CONF = """[server]
+host-name={host}
+use-ipv4=yes
+use-ipv6=yes
+allow-interfaces=eth0
+enable-dbus=no
+disallow-other-stacks=no
+[publish]
+publish-workstation=no
+publish-hinfo=no
+"""
+
+
+def start_avahi(device: Device, tmp_path: Path, host: str) -> Path:
+    """avahi-daemon in the device namespace, with a private /run (its pid file is fixed)."""
+    conf = tmp_path / "avahi.conf"
+    conf.write_text(AVAHI_CONF.format(host=host))
+    log = tmp_path / "avahi.log"
+    script = (
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/avahi-daemon && exec avahi-daemon "
+        f"-f {conf} --no-drop-root --no-chroot --no-rlimits --debug"
+    )
+    spawn(device, log, "unshare", "-m", "sh", "-c", script)
+    deadline = time.monotonic() + 10
+    while "Server startup complete" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return log
+
+
+@pytest.mark.skipif(
+    not Path("/usr/sbin/avahi-daemon").exists(), reason="avahi-daemon is not installed"
+)
+@pytest.mark.parametrize("avahi_first", [True, False], ids=["avahi-first", "edgeagent-first"])
+def test_coexists_with_avahi_on_the_same_host(lab: Lab, tmp_path: Path, avahi_first: bool) -> None:
+    lab.add_lan("lan")
+    a = lab.add_device("a", [("lan", "10.77.0.1")])
+    c = lab.add_device("c", [("lan", "10.77.0.3")])
+    if avahi_first:
+        avahi_log = start_avahi(a, tmp_path, "avahi-host")
+    node = Node(a, tmp_path / "a.log", host="edge-a")
+    node.wait_for("ready")
+    if not avahi_first:
+        avahi_log = start_avahi(a, tmp_path, "avahi-host")
+    time.sleep(3)  # long enough for Avahi to probe, announce and (formerly) rename in a loop
+    # Both stacks share UDP 5353 (SO_REUSEPORT) and each answers for its own name.
+    assert [r["answers"][0][1] for r in legacy_query(c, "edge-a.local")] == ["10.77.0.1"]
+    assert [r["answers"][0][1] for r in legacy_query(c, "avahi-host.local")] == ["10.77.0.1"]
+    assert "Host name conflict" not in avahi_log.read_text()
+    stats = node.stop()["stats"]
+    assert stats["records_withdrawn"] >= 1  # our reverse PTR yielded to Avahi's

@@ -499,3 +499,18 @@ def test_mutated_real_packets_never_raise(header: bytes, body: bytes) -> None:
     responder.on_packet(10.0, "eth0", 4, PEER, header + base[12:] + body)
     responder.on_packet(10.0, "eth0", 4, PEER, base[:12] + body)
     responder.on_timer(11.0)
+
+
+def test_reverse_ptr_claimed_by_another_stack_is_withdrawn_not_fought() -> None:
+    # Avahi on the same host maps our address to its own host name, with cache-flush.
+    responder = established()
+    reverse = "5.0.77.10.in-addr.arpa"
+    assert sends(responder.on_packet(10.0, "eth0", 4, PEER, query(reverse, QTYPE.PTR)))
+    theirs = RR(reverse, QTYPE.PTR, rclass=1 | CACHE_FLUSH, ttl=120, rdata=PTR("avahi.local"))
+    effects = responder.on_packet(11.0, "eth0", 4, PEER, response(theirs))
+    assert not [e for e in effects if isinstance(e, Renamed)]
+    goodbyes = [rr for s in sends(effects) for rr in parse(s).rr]
+    assert {(str(rr.rdata), rr.ttl) for rr in goodbyes} == {("edge.local.", 0)}  # v4 and v6
+    assert responder.stats.records_withdrawn == 1
+    assert not sends(responder.on_packet(12.5, "eth0", 4, PEER, query(reverse, QTYPE.PTR)))
+    assert sends(responder.on_packet(12.5, "eth0", 4, PEER, query("edge.local")))  # name kept
