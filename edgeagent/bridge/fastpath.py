@@ -20,6 +20,9 @@ Freshness, the two rules that keep cached answers honest:
 
 Bounded: at most ``max_entries``; when full, the oldest entry goes (entries live ≤ 1 s, so
 insertion order is close to least-recently-used without paying for re-ordering on hits).
+
+The UDP adapter reads ``entries`` and ``generation`` directly instead of calling :meth:`get`
+(saves a call per query on the hottest line); it must apply the same three checks.
 """
 
 from __future__ import annotations
@@ -37,29 +40,30 @@ class FastPath:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
-        self._generation: int | None = None
+        # key -> (reply tail, expiry time). The object is never replaced, only cleared.
+        self.entries: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        self.generation: int | None = None
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def get(self, key: bytes, now: float, generation: int) -> bytes | None:
         """The stored ``reply[2:]`` for ``key`` (``query[2:]``), or None."""
-        if generation != self._generation:
-            self._entries.clear()
-            self._generation = generation
+        if generation != self.generation:
+            self.entries.clear()
+            self.generation = generation
             return None
-        entry = self._entries.get(key)
+        entry = self.entries.get(key)
         if entry is None or entry[1] <= now:
             return None
         return entry[0]
 
     def put(self, key: bytes, reply_tail: bytes, now: float, generation: int) -> None:
         """Store ``reply_tail`` for :data:`MAX_AGE` seconds under ``generation``."""
-        if generation != self._generation:
-            self._entries.clear()
-            self._generation = generation
-        entries = self._entries
+        if generation != self.generation:
+            self.entries.clear()
+            self.generation = generation
+        entries = self.entries
         if key in entries:
             del entries[key]
         elif len(entries) >= self.max_entries:
@@ -67,7 +71,7 @@ class FastPath:
         entries[key] = (reply_tail, now + MAX_AGE)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self.entries.clear()
 
 
 def cacheable_ttl(min_ttl: int | None) -> bool:

@@ -269,7 +269,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         core = server.core
         self._core = core
         self._stats = core.stats
-        self._fast_get = core.udp_fastpath.get
+        self._fast = core.udp_fastpath
+        self._fast_entries = core.udp_fastpath.entries
         self._source = core.source
         self._clock = server._clock
         self._transport: asyncio.DatagramTransport | None = None
@@ -277,24 +278,27 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports do not subclass asyncio's.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._sendto = self._transport.sendto
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        transport = self._transport
-        assert transport is not None
-        now = self._clock()
-        # The fast path, inlined: this is the line the benchmark measures.
-        tail = self._fast_get(data[2:], now, self._source.generation)
-        if tail is not None:
+        # The fast path with FastPath.get inlined, cheapest checks first: per query this is
+        # all the Python that runs (the benchmark measures it). The clock is read on hits only.
+        entry = self._fast_entries.get(data[2:])
+        if (
+            entry is not None
+            and self._source.generation == self._fast.generation
+            and entry[1] > self._clock()
+        ):
             stats = self._stats
             stats.queries += 1
             stats.fastpath_hits += 1
-            transport.sendto(data[:2] + tail, addr)
+            self._sendto(data[:2] + entry[0], addr)
             return
-        step = self._core.answer(data, now, Transport.UDP)
+        step = self._core.answer(data, self._clock(), Transport.UDP)
         if step is None:
             return
         if isinstance(step, Reply):
-            transport.sendto(step.data, addr)
+            self._sendto(step.data, addr)
             return
         self._server.run_effect(step, lambda reply: self._send_later(reply, addr))
 
