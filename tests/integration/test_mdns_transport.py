@@ -128,13 +128,18 @@ print(json.dumps(result), flush=True)
 LEGACY_QUERY = r"""
 import json, socket, sys, time
 from dnslib import DNSRecord
-name, qtype, ident = sys.argv[1], sys.argv[2], int(sys.argv[3])
+name, qtype, ident, family = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 query = DNSRecord.question(name, qtype)
 query.header.id = ident
 query.header.rd = 0
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if family == 6:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    group = ("ff02::fb", 5353, 0, socket.if_nametoindex("eth0"))
+else:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    group = ("224.0.0.251", 5353)
 sock.settimeout(0.2)
-sock.sendto(query.pack(), ("224.0.0.251", 5353))
+sock.sendto(query.pack(), group)
 replies = []
 deadline = time.monotonic() + 1.5
 while time.monotonic() < deadline:
@@ -143,7 +148,7 @@ while time.monotonic() < deadline:
     except socket.timeout:
         continue
     reply = DNSRecord.parse(data)
-    replies.append({"src": list(src), "id": reply.header.id,
+    replies.append({"src": [src[0].split("%")[0], src[1]], "id": reply.header.id,
                     "questions": [str(q.qname) for q in reply.questions],
                     "answers": [[str(rr.rname), str(rr.rdata), rr.ttl, rr.rclass]
                                 for rr in reply.rr]})
@@ -203,8 +208,11 @@ def dig(device: Device, server: str, name: str, rtype: str = "A") -> list[str]:
     return sorted(line for line in result.stdout.split() if line and not line.startswith(";"))
 
 
-def legacy_query(device: Device, name: str, rtype: str = "A", ident: int = 4321) -> list[Any]:
-    result = device.exec(PYTHON, "-c", LEGACY_QUERY, name, rtype, str(ident), timeout=10)
+def legacy_query(
+    device: Device, name: str, rtype: str = "A", ident: int = 4321, family: int = 4
+) -> list[Any]:
+    argv = (name, rtype, str(ident), str(family))
+    result = device.exec(PYTHON, "-c", LEGACY_QUERY, *argv, timeout=10)
     replies: list[Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return replies
 
@@ -239,6 +247,26 @@ def test_legacy_query_gets_the_address_of_the_interface_it_asked_on(
     stats = node.stop()["stats"]
     assert stats["legacy_responses"] == 2
     assert stats["malformed_dropped"] == 0
+
+
+def link_local(device: Device, ifname: str) -> str:
+    shown = device.exec("ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "link").stdout
+    return shown.split("inet6 ", 1)[1].split("/", 1)[0]
+
+
+def test_ipv6_legacy_query_gets_this_interfaces_link_local_address(
+    two_lans: Lab, tmp_path: Path
+) -> None:
+    a, b, c = (two_lans.devices[n] for n in "abc")
+    node = Node(a, tmp_path / "a.log", host="edge-a")
+    node.wait_for("ready")
+    for asker, ifname in ((b, "eth0"), (c, "eth1")):
+        address = link_local(a, ifname)
+        replies = legacy_query(asker, "edge-a.local", "AAAA", family=6)
+        assert len(replies) == 1
+        assert replies[0]["src"] == [address, 5353]
+        assert replies[0]["answers"] == [["edge-a.local.", address, 10, 1]]
+    node.stop()
 
 
 def test_dig_unicast_to_port_5353_per_interface(two_lans: Lab, tmp_path: Path) -> None:
@@ -443,3 +471,48 @@ def test_coexists_with_avahi_on_the_same_host(lab: Lab, tmp_path: Path, avahi_fi
     assert "Host name conflict" not in avahi_log.read_text()
     stats = node.stop()["stats"]
     assert stats["records_withdrawn"] >= 1  # our reverse PTR yielded to Avahi's
+
+
+@pytest.mark.slow
+def test_twenty_devices_start_together_and_all_resolve(lab: Lab, tmp_path: Path) -> None:
+    lab.add_lan("lan")
+    count = 20
+    nodes = []
+    for i in range(1, count + 1):
+        device = lab.add_device(f"d{i}", [("lan", f"10.77.0.{i}")])
+        nodes.append(Node(device, tmp_path / f"d{i}.log", host=f"node-{i}"))
+    for node in nodes:
+        node.wait_for("ready", timeout=60)
+    querier = lab.add_device("q", [("lan", "10.77.0.200")])
+    names = [[f"node-{i}.local", 1] for i in range(1, count + 1)]
+    asker = Node(querier, tmp_path / "q.log", host="querier", resolve=names)
+    asker.wait_for("ready", timeout=30)
+    deadline = time.monotonic() + 60
+    while len([e for e in asker.events() if e.get("event") == "resolved"]) < count:
+        assert time.monotonic() < deadline, asker.log.read_text()
+        time.sleep(0.1)
+    resolved = {e["name"]: e["data"] for e in asker.events() if e.get("event") == "resolved"}
+    assert resolved == {f"node-{i}.local": [f"10.77.0.{i}"] for i in range(1, count + 1)}
+    for node in nodes:
+        assert not [e for e in node.events() if e.get("event") == "renamed"]
+
+
+@pytest.mark.slow
+def test_same_name_on_four_devices_started_together_ends_unique(lab: Lab, tmp_path: Path) -> None:
+    lab.add_lan("lan")
+    lab.add_device("q", [("lan", "10.77.0.200")])
+    nodes = []
+    for i in range(1, 5):
+        device = lab.add_device(f"d{i}", [("lan", f"10.77.0.{i}")])
+        nodes.append((f"10.77.0.{i}", Node(device, tmp_path / f"d{i}.log", host="same")))
+    final = {}
+    for address, node in nodes:
+        final[address] = node.wait_for("ready", timeout=60)["hosts"][0]
+    assert len(set(final.values())) == 4, final
+    time.sleep(1)  # renames after "ready" (a late conflict) would show up here
+    querier = lab.devices["q"]
+    for address, node in nodes:
+        current = [e for e in node.events() if e.get("event") in ("ready", "renamed")]
+        host = current[-1]["hosts"][0] if current[-1]["event"] == "ready" else current[-1]["new"]
+        answers = [r["answers"][0][1] for r in legacy_query(querier, f"{host}.local")]
+        assert answers == [address], (host, answers, final)
