@@ -198,6 +198,15 @@ def spawn(device: Device, log: Path, *argv: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def start_listener(device: Device, log: Path) -> Path:
+    spawn(device, log, PYTHON, "-c", LISTENER)
+    deadline = time.monotonic() + 5
+    while "listening" not in log.read_text():
+        assert time.monotonic() < deadline, "listener did not start"
+        time.sleep(0.05)
+    return log
+
+
 def dig(device: Device, server: str, name: str, rtype: str = "A") -> list[str]:
     """A real DNS client's unicast query to port 5353 (RFC 6762 §5.5, answered per §6.7)."""
     result = device.exec(
@@ -327,12 +336,7 @@ def test_two_services_resolve_each_other_and_goodbyes_precede_close(
     a = lab.add_device("a", [("lan", "10.77.0.1")])
     b = lab.add_device("b", [("lan", "10.77.0.2")])
     c = lab.add_device("c", [("lan", "10.77.0.3")])
-    listener_log = tmp_path / "listener.log"
-    spawn(c, listener_log, PYTHON, "-c", LISTENER)
-    deadline = time.monotonic() + 5
-    while "listening" not in (listener_log.read_text() if listener_log.exists() else ""):
-        assert time.monotonic() < deadline, "listener did not start"
-        time.sleep(0.05)
+    listener_log = start_listener(c, tmp_path / "listener.log")
     first = Node(a, tmp_path / "a.log", host="edge-a")
     first.wait_for("ready")
     second = Node(b, tmp_path / "b.log", host="edge-b", resolve=[["edge-a.local", 1]])
@@ -516,3 +520,73 @@ def test_same_name_on_four_devices_started_together_ends_unique(lab: Lab, tmp_pa
         host = current[-1]["hosts"][0] if current[-1]["event"] == "ready" else current[-1]["new"]
         answers = [r["answers"][0][1] for r in legacy_query(querier, f"{host}.local")]
         assert answers == [address], (host, answers, final)
+
+
+# In-process checks of MdnsService's lifecycle, run inside a device namespace.
+LIFECYCLE = r"""
+import asyncio, json, time
+from edgeagent.config.model import InterfacesConfig, MdnsConfig
+from edgeagent.dns.records import RType
+from edgeagent.mdns.table import RecordTable, ServiceSpec
+from edgeagent.mdns.transport import MdnsService
+
+async def main():
+    config = MdnsConfig(hosts=("life",), instance_name="life",
+                        interfaces=InterfacesConfig(include=("eth*",), exclude=()))
+    table = RecordTable(hosts=["life"], services=[], ttl=120)
+    out = {}
+    service = MdnsService(config, table)
+    async with service:
+        await service.wait_interfaces()
+        names = sorted(t.get_name() for t in asyncio.all_tasks() if "[mdns]" in t.get_name())
+        out["tasks"] = names
+        started = time.monotonic()
+        out["own"] = [r.data_text for r in await service.resolve("life.local", RType.A, 1.0)]
+        out["own_elapsed"] = time.monotonic() - started
+        started = time.monotonic()
+        out["missing"] = await service.resolve("nobody.local", RType.A, 0.5)
+        out["missing_elapsed"] = time.monotonic() - started
+        peer = await service.resolve("peer.local", RType.A, 3.0)
+        out["peer"] = [r.data_text for r in peer]
+        started = time.monotonic()
+        out["peer_cached"] = [r.data_text for r in await service.resolve("peer.local", 1, 1.0)]
+        out["cached_elapsed"] = time.monotonic() - started
+        spec = ServiceSpec(id="web", type="_http._tcp", instance="Life", port=8080)
+        await service.update_table(table.with_service(spec))
+        await asyncio.sleep(2.5)  # probe + first announcement
+        out["status"] = service.status()
+        out["cache"] = service.cache_document()
+    await service.close()  # idempotent
+    out["left"] = sorted(t.get_name() for t in asyncio.all_tasks() if "[mdns]" in t.get_name())
+    print(json.dumps(out), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_service_lifecycle_resolve_and_runtime_update(lab: Lab, tmp_path: Path) -> None:
+    lab.add_lan("lan")
+    a = lab.add_device("a", [("lan", "10.77.0.1")])
+    b = lab.add_device("b", [("lan", "10.77.0.2")])
+    c = lab.add_device("c", [("lan", "10.77.0.3")])
+    peer = Node(b, tmp_path / "b.log", host="peer")
+    peer.wait_for("ready")
+    listener_log = start_listener(c, tmp_path / "listener.log")
+    result = a.exec(PYTHON, "-c", LIFECYCLE, timeout=60)
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["tasks"] == ["edgeagent[mdns].interfaces", "edgeagent[mdns].timer"]
+    assert out["left"] == []
+    assert out["own"] == ["10.77.0.1"]
+    assert out["own_elapsed"] < 0.05
+    assert out["missing"] == []
+    assert 0.45 < out["missing_elapsed"] < 1.0
+    assert out["peer"] == ["10.77.0.2"]
+    assert out["peer_cached"] == ["10.77.0.2"]
+    assert out["cached_elapsed"] < 0.05
+    assert out["status"]["interfaces"] == {"eth0": "established"}
+    assert out["status"]["stats"]["malformed_dropped"] == 0
+    assert any(e["name"] == "peer.local" for e in out["cache"]["eth0"])
+    heard = [json.loads(line) for line in listener_log.read_text().splitlines()[1:]]
+    srv = [h for h in heard if h["name"] == "Life._http._tcp.local." and h["type"] == 33]
+    assert {h["ttl"] for h in srv} >= {120, 0}  # announced at runtime, goodbye on close
+    peer.stop()
