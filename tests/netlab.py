@@ -40,13 +40,17 @@ class Device:
     def popen(
         self, *argv: str, log: Path | None = None, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
+        out = open(log, "wb") if log else None  # noqa: SIM115 - the child keeps its own copy
+        try:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, *argv],
+                stdout=out if out else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+        finally:
+            if out:
+                out.close()
         self.processes.append(proc)
         return proc
 

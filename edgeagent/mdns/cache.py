@@ -115,11 +115,14 @@ class Cache:
             entries[key] = entry
         return self._changed(changed)
 
-    def lookup(self, now: float, name: str | DNSLabel, rtype: int) -> list[Record]:
+    def lookup(
+        self, now: float, name: str | DNSLabel, rtype: int, *, synthesize_reverse: bool = False
+    ) -> list[Record]:
         """Live records for ``name`` across interfaces, with remaining TTLs, deduplicated.
 
-        ``RType.ANY`` matches every type. A PTR question for a reverse name is also answered
-        from cached A/AAAA records of that address.
+        ``RType.ANY`` matches every type. With ``synthesize_reverse``, a PTR question for a
+        reverse name with no cached PTR is answered from cached A/AAAA records of that address
+        (a fallback for when the owner does not answer reverse queries itself).
         """
         key = name_key(name)
         found: dict[tuple[int, str], CacheEntry] = {}
@@ -131,19 +134,27 @@ class Cache:
                     and entry.expires_at > now
                 ):
                     _keep_longest(found, (entry_type, data), entry)
-        if rtype in (RType.PTR, RType.ANY):
+        # A reverse PTR the owner sent wins; synthesize from cached addresses only without
+        # one (a synthesized answer would also name every alias of that address).
+        if (
+            synthesize_reverse
+            and rtype in (RType.PTR, RType.ANY)
+            and not any(t == RType.PTR for t, _ in found)
+        ):
             for entry in self._reverse_entries(now, key):
                 _keep_longest(found, (RType.PTR, _data_key(entry.record)), entry)
         return [entry.record.with_ttl(entry.remaining(now)) for entry in found.values()]
 
-    def has_name(self, now: float, name: str | DNSLabel) -> bool:
-        """True when any live record (or a reverse PTR we could synthesize) has ``name``."""
+    def has_name(
+        self, now: float, name: str | DNSLabel, *, synthesize_reverse: bool = False
+    ) -> bool:
+        """True when any live record (or, optionally, a synthesizable reverse PTR) has ``name``."""
         key = name_key(name)
         for entries in self._by_iface.values():
             for (entry_name, _, _), entry in entries.items():
                 if entry_name == key and entry.expires_at > now:
                     return True
-        return bool(self._reverse_entries(now, key))
+        return synthesize_reverse and bool(self._reverse_entries(now, key))
 
     def expire(self, now: float) -> int:
         """Drop the entries whose time is up; returns how many went."""

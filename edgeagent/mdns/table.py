@@ -320,7 +320,8 @@ class RecordTable:
     def records_for(self, iface: InterfaceInfo) -> list[Record]:
         """Every record advertised on ``iface`` (announcements, goodbyes, ``info``).
 
-        Address records and reverse PTRs use that interface's addresses; A/AAAA/SRV/TXT and
+        Address records and reverse PTRs (to the primary host only) use that interface's
+        addresses; A/AAAA/SRV/TXT and
         reverse PTRs are unique (cache-flush), the service and meta-query PTRs are shared.
         NSEC records (negative answers) are not advertised and so are not listed here.
         """
@@ -329,9 +330,10 @@ class RecordTable:
         for host in self.host_names:
             records.extend(a_record(host, addr, ttl) for addr in iface.ipv4)
             records.extend(aaaa_record(host, addr, ttl) for addr in iface.ipv6)
-        for addr in iface.addresses:
-            reverse = reverse_name(addr)
-            records.extend(_ptr(reverse, host, ttl, unique=True) for host in self.host_names)
+        # One canonical name per address: reverse lookups (``dig -x``, ``getnameinfo``) expect
+        # a single answer, and aliases are for forward lookups (MdnsLite does the same).
+        primary = self.host_names[0]
+        records.extend(_ptr(reverse_name(a), primary, ttl, unique=True) for a in iface.addresses)
         records.extend(self._service_records())
         # An interface may list an address twice (e.g. two prefixes); advertise it once.
         unique: dict[tuple[str, int, str], Record] = {}

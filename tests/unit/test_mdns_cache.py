@@ -156,27 +156,30 @@ def test_reverse_lookup_from_cached_addresses() -> None:
     cache.insert(0.0, "eth0", a_record("printer.local", "10.0.0.5", 120))
     cache.insert(0.0, "eth0", aaaa_record("printer.local", "fe80::5", 120))
     cache.insert(0.0, "wlan0", a_record("printer.local", "10.0.0.5", 60))
-    [ptr] = cache.lookup(10.0, "5.0.0.10.in-addr.arpa", RType.PTR)
+    [ptr] = cache.lookup(10.0, "5.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True)
     assert ptr.name == "5.0.0.10.in-addr.arpa"
     assert ptr.rtype == RType.PTR
     assert ptr.data_text == "printer.local."
     assert ptr.ttl == 110
     v6 = cache.lookup(
-        10.0, "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.e.f.ip6.arpa", RType.ANY
+        10.0,
+        "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.e.f.ip6.arpa",
+        RType.ANY,
+        synthesize_reverse=True,
     )
     assert [r.data_text for r in v6] == ["printer.local."]
-    assert cache.has_name(10.0, "5.0.0.10.IN-ADDR.ARPA")
-    assert cache.lookup(10.0, "6.0.0.10.in-addr.arpa", RType.PTR) == []
-    assert cache.lookup(200.0, "5.0.0.10.in-addr.arpa", RType.PTR) == []
+    assert cache.has_name(10.0, "5.0.0.10.IN-ADDR.ARPA", synthesize_reverse=True)
+    assert cache.lookup(10.0, "6.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True) == []
+    assert cache.lookup(200.0, "5.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True) == []
     # A real cached PTR is returned alongside, without duplicates.
     cache.insert(0.0, "eth0", ptr_record("5.0.0.10.in-addr.arpa", "Printer.local", 120))
-    assert len(cache.lookup(10.0, "5.0.0.10.in-addr.arpa", RType.PTR)) == 1
+    assert len(cache.lookup(10.0, "5.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True)) == 1
 
 
 def test_reverse_lookup_keeps_utf8_host_names() -> None:
     cache = Cache()
     cache.insert(0.0, "eth0", a_record("drücker.local", "10.0.0.5", 120))
-    [ptr] = cache.lookup(0.0, "5.0.0.10.in-addr.arpa", RType.PTR)
+    [ptr] = cache.lookup(0.0, "5.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True)
     assert ptr.data.label == name_to_label("drücker.local").label
 
 
@@ -334,3 +337,15 @@ def test_ptr_targets_compare_by_labels_and_ignore_case() -> None:
     cache.insert(1.0, "eth0", upper)  # the same record (new spelling) replaces it
     assert len(cache) == 2
     assert not cache.insert(2.0, "eth0", upper)  # a plain refresh
+
+
+def test_a_received_reverse_ptr_wins_over_synthesized_ones() -> None:
+    cache = Cache()
+    cache.insert(0.0, "eth0", a_record("edge.local", "10.0.0.9", 120))
+    cache.insert(0.0, "eth0", a_record("edge-alias.local", "10.0.0.9", 120))
+    assert cache.lookup(1.0, "9.0.0.10.in-addr.arpa", RType.PTR) == []
+    synthesized = cache.lookup(1.0, "9.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True)
+    assert {r.data_text for r in synthesized} == {"edge.local.", "edge-alias.local."}
+    cache.insert(1.0, "eth0", ptr_record("9.0.0.10.in-addr.arpa", "edge.local", 120, unique=True))
+    answered = cache.lookup(2.0, "9.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True)
+    assert [r.data_text for r in answered] == ["edge.local."]

@@ -1,0 +1,81 @@
+"""The CLI as a user runs it: a real subprocess, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def edgeagent(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "EDGEAGENT_STATE_DIR": str(tmp / "state"),
+        "EDGEAGENT_RUNTIME_DIR": str(tmp / "run"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "edgeagent", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_check_accepts_the_shipped_config_and_prints_it(tmp_path: Path) -> None:
+    result = edgeagent("check", "-c", "firmware-config/edgeagent.yaml", tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    effective = yaml.safe_load(result.stdout)
+    assert effective["dns_bridge"]["enabled"] is True
+    assert effective["mdns"]["ttl"] == 120
+
+
+def test_check_on_a_missing_file_uses_built_in_defaults(tmp_path: Path) -> None:
+    result = edgeagent("check", "--json", "-c", str(tmp_path / "absent.yaml"), tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    effective = json.loads(result.stdout)
+    assert effective["dns_bridge"]["enabled"] is False
+    assert effective["device"]["hostname"].startswith("edge-")
+
+
+def test_check_names_file_line_key_and_suggestion(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("device:\n  hostname: edge-1\nmdns:\n  ttl: 120\n  hostz: [hostname]\n")
+    result = edgeagent("check", "-c", str(config), tmp=tmp_path)
+    assert result.returncode == 1
+    assert f"{config}:5" in result.stderr
+    assert "mdns.hostz" in result.stderr
+    assert "did you mean 'hosts'" in result.stderr
+
+
+def test_info_without_an_agent_shows_records_from_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "device: {hostname: edge-2e6d}\n"
+        "mdns:\n  services:\n    - {id: ssh, protocol: ssh, transport: tcp, port: 22}\n"
+    )
+    result = edgeagent("info", "-c", str(config), tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no agent is running" in result.stderr
+    lines = result.stdout.splitlines()
+    assert "_ssh._tcp.local: type PTR, class IN, ttl 120, edge-2e6d._ssh._tcp.local" in lines
+    assert (
+        "edge-2e6d._ssh._tcp.local: type SRV, class IN, ttl 120, "
+        "priority 0, weight 0, port 22, edge-2e6d.local."
+    ) in lines
+    assert "edge-2e6d.local: type A, class IN, ttl 120, addr <interface_ipv4>" in lines
+
+
+def test_services_add_without_an_agent_says_so(tmp_path: Path) -> None:
+    result = edgeagent(
+        "services", "add", "--id", "web", "--type", "_http._tcp", "--port", "80", tmp=tmp_path
+    )
+    assert result.returncode == 1
+    assert "no agent is running" in result.stderr
