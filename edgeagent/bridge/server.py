@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 # waiting for it ourselves, so a source that ignores its timeout cannot hold a client.
 LIVE_QUERY_GRACE = 0.1
 _PORT_ATTEMPTS = 20  # port 0: tries to find a port free for both UDP and TCP
+UDP_DRAIN = 64  # datagrams read per readiness event beyond the delivered one; bounds a turn
+UDP_RECV_SIZE = 65535  # the largest datagram; a query is far smaller, but never cut one
 
 SendReply = Callable[[bytes | None], None]
 
@@ -97,6 +99,7 @@ class BridgeServer:
         self._max_connections = max_tcp_connections
         self._address: tuple[str, int] | None = None
         self._udp: asyncio.DatagramTransport | None = None
+        self._udp_sock: socket.socket | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[_TcpConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,13 +140,16 @@ class BridgeServer:
         udp_sock, tcp_sock = bind_sockets(config.address, config.port)
         port = udp_sock.getsockname()[1]
         try:
+            drain_sock = self._udp_sock = udp_sock.dup()  # the protocol's own; see _UdpProtocol
             self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), sock=udp_sock
+                lambda: _UdpProtocol(self, drain_sock), sock=udp_sock
             )
             self._tcp = await loop.create_server(lambda: _TcpConnection(self), sock=tcp_sock)
         except BaseException:
             udp_sock.close()
             tcp_sock.close()
+            if self._udp_sock is not None:
+                self._udp_sock.close()
             if self._udp is not None:
                 self._udp.close()
             raise
@@ -167,6 +173,8 @@ class BridgeServer:
         self.state = ServerState.CLOSED
         if self._udp is not None:
             self._udp.close()
+        if self._udp_sock is not None:
+            self._udp_sock.close()
         if self._tcp is not None:
             self._tcp.close()
         for connection in list(self._connections):
@@ -264,7 +272,17 @@ class BridgeServer:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: BridgeServer) -> None:
+    """Answers datagrams; reads and sends on its own duplicate of the socket as well.
+
+    Both loops deliver one datagram per readiness event (uvloop's UDP transport polls the fd
+    and calls ``recvfrom`` once, like asyncio's). Under load many queries wait in the socket,
+    so after each delivered datagram we drain up to :data:`UDP_DRAIN` more ourselves, and
+    send replies straight with ``sendto`` (uvloop re-validates the address on every
+    ``transport.sendto``). When the socket buffer is full the reply goes through the
+    transport, which queues it until the socket is writable.
+    """
+
+    def __init__(self, server: BridgeServer, sock: socket.socket) -> None:
         self._server = server
         core = server.core
         self._core = core
@@ -273,14 +291,31 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._fast_entries = core.udp_fastpath.entries
         self._source = core.source
         self._clock = server._clock
+        self._sock = sock
+        self._buffer = bytearray(UDP_RECV_SIZE)
+        self._view = memoryview(self._buffer)
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports do not subclass asyncio's.
         self._transport = cast(asyncio.DatagramTransport, transport)
-        self._sendto = self._transport.sendto
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self._answer(data, addr)
+        recvfrom_into = self._sock.recvfrom_into
+        buffer = self._buffer
+        view = self._view
+        for _ in range(UDP_DRAIN):
+            try:
+                size, addr = recvfrom_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            self._answer(view[:size].tobytes(), addr)
+
+    def _answer(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         # The fast path with FastPath.get inlined, cheapest checks first: per query this is
         # all the Python that runs (the benchmark measures it). The clock is read on hits only.
         entry = self._fast_entries.get(data[2:])
@@ -292,15 +327,25 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             stats = self._stats
             stats.queries += 1
             stats.fastpath_hits += 1
-            self._sendto(data[:2] + entry[0], addr)
+            self._send(data[:2] + entry[0], addr)
             return
         step = self._core.answer(data, self._clock(), Transport.UDP)
         if step is None:
             return
         if isinstance(step, Reply):
-            self._sendto(step.data, addr)
+            self._send(step.data, addr)
             return
         self._server.run_effect(step, lambda reply: self._send_later(reply, addr))
+
+    def _send(self, reply: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            self._sock.sendto(reply, addr)
+        except (BlockingIOError, InterruptedError):
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.sendto(reply, addr)  # queued until the socket is writable
+        except OSError as exc:
+            self.error_received(exc)
 
     def _send_later(self, reply: bytes | None, addr: tuple[str | Any, int]) -> None:
         transport = self._transport

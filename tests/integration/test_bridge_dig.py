@@ -319,3 +319,31 @@ def test_wildcard_address_refused_in_recursive_mode(run: Runner[None]) -> None:
             await BridgeServer(cfg, source()).start()
 
     run(body())
+
+
+def test_burst_is_fully_answered_and_record_changes_show_at_once(run: Runner[None]) -> None:
+    async def body() -> None:
+        names = source()
+        async with BridgeServer(config(), names) as server:
+            port = server.address[1]
+            loop = asyncio.get_running_loop()
+            template = bytes(DNSRecord.question("edge.local").pack())
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                # A burst: the protocol drains the socket beyond the datagram it was handed.
+                for qid in range(100):  # fits the default receive buffer
+                    sock.send(qid.to_bytes(2, "big") + template[2:])
+                ids = set()
+                while len(ids) < 100:
+                    reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), 3)
+                    ids.add(int.from_bytes(reply[:2], "big"))
+                assert server.stats.fastpath_hits >= 99
+                # A record change bumps the generation: the next answer is fresh, not cached.
+                names.set_records([a_record("edge.local", "10.0.0.77", 120)])
+                sock.send(template)
+                reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), 3)
+                assert [str(rr.rdata) for rr in DNSRecord.parse(reply).rr] == ["10.0.0.77"]
+
+    run(body())
