@@ -221,6 +221,10 @@ class Responder:
         self._own_payloads: dict[bytes, float] = {}
         self._conflict_times: deque[float] = deque()
         self._next_housekeeping: float | None = None
+        # Per-table memos (the table is immutable; cleared whenever it is replaced).
+        self._records_memo: dict[InterfaceInfo, list[Record]] = {}
+        self._unique_memo: frozenset[NameKey] | None = None
+        self._wire_memo: dict[int, tuple[Record, WireKey]] = {}
 
     # ---- public state
 
@@ -256,7 +260,7 @@ class Responder:
         for state in self._ifaces.values():
             for record in self._table.query(name, rtype, state.info).answers:
                 if record.rtype != RType.NSEC:
-                    seen.setdefault(_wire_key(record), record)
+                    seen.setdefault(self._wire(record), record)
         return list(seen.values())
 
     # ---- lifecycle
@@ -311,7 +315,7 @@ class Responder:
                 if self._state is EngineState.RUNNING:
                     self._begin_interface(now, state)
             elif existing.info != info:
-                old_records = self._table.records_for(existing.info)
+                old_records = self._records(existing.info)
                 existing.info = info
                 if self._state is EngineState.RUNNING:
                     self._reconcile(now, existing, old_records, out)
@@ -322,8 +326,11 @@ class Responder:
         """Publish a new table: goodbye removed records, probe new names, announce the rest."""
         if self._state is EngineState.CLOSED:
             return []
-        old = {name: self._table.records_for(state.info) for name, state in self._ifaces.items()}
+        old = {name: self._records(state.info) for name, state in self._ifaces.items()}
         self._table = table
+        self._records_memo.clear()
+        self._unique_memo = None
+        self._wire_memo.clear()
         out: list[Effect] = []
         if self._state is EngineState.RUNNING:
             for name, state in self._ifaces.items():
@@ -449,9 +456,9 @@ class Responder:
         self, now: float, state: _IfaceState, names: set[NameKey], out: list[Effect]
     ) -> None:
         by_name: dict[NameKey, list[Record]] = {}
-        for record in self._table.records_for(state.info):
+        for record in self._records(state.info):
             if record.unique:
-                by_name.setdefault(name_key(record.name), []).append(record)
+                by_name.setdefault(self._wire(record)[0], []).append(record)
         wanted = sorted(names)
         for start in range(0, len(wanted), 8):
             message = _message(response=False)
@@ -480,13 +487,13 @@ class Responder:
         if not probing:
             return
         theirs_by_name: dict[NameKey, list[Record]] = {}
-        for record in packet.authority:
-            theirs_by_name.setdefault(name_key(record.name), []).append(record)
-        ours = [r for r in self._table.records_for(state.info) if r.unique]
+        for seen in packet.authority:
+            theirs_by_name.setdefault(seen.key, []).append(seen.record)
+        ours = [r for r in self._records(state.info) if r.unique]
         for key, theirs in theirs_by_name.items():
             if key not in probing:
                 continue
-            mine = [r for r in ours if name_key(r.name) == key]
+            mine = [r for r in ours if self._wire(r)[0] == key]
             if compare_record_sets(mine, theirs) < 0:
                 self._stats.tie_breaks_lost += 1
                 for job in state.probes:
@@ -533,7 +540,7 @@ class Responder:
 
     def _announce_new(self, now: float, state: _IfaceState, out: list[Effect]) -> None:
         """Announce every publishable record not yet published on this interface."""
-        keys = {_wire_key(r) for r in self._publishable(state)} - state.published
+        keys = {self._wire(r) for r in self._publishable(state)} - state.published
         if keys:
             state.announcements.append(_AnnounceJob(keys, now))
             self._run_announcements(now, state, out)
@@ -542,7 +549,7 @@ class Responder:
         for job in list(state.announcements):
             if job.due > now:
                 continue
-            records = [r for r in self._publishable(state) if _wire_key(r) in job.keys]
+            records = [r for r in self._publishable(state) if self._wire(r) in job.keys]
             if records:
                 message = _message(response=True)
                 for record in records:
@@ -552,7 +559,7 @@ class Responder:
                         self._send(now, state, family, dest=None, payload=payload, out=out)
                     self._stats.announcements_sent += 1
                 for record in records:
-                    wire = _wire_key(record)
+                    wire = self._wire(record)
                     state.published.add(wire)
                     for family in state.families():
                         state.last_multicast[(family, wire)] = now
@@ -577,14 +584,14 @@ class Responder:
             self._stats.goodbyes_sent += 1
 
     def _published_records(self, state: _IfaceState) -> list[Record]:
-        return [r for r in self._table.records_for(state.info) if _wire_key(r) in state.published]
+        return [r for r in self._records(state.info) if self._wire(r) in state.published]
 
     def _reconcile(
         self, now: float, state: _IfaceState, old_records: list[Record], out: list[Effect]
     ) -> None:
         """After the table or the interface's addresses changed: goodbye, probe, announce."""
-        unique = set(self._unique())
-        new_keys = {_wire_key(r) for r in self._table.records_for(state.info)}
+        unique = self._unique()
+        new_keys = {self._wire(r) for r in self._records(state.info)}
         gone = [r for r in old_records if _wire_key(r) in state.published - new_keys]
         self._send_goodbyes(now, state, gone, out)
         state.published &= new_keys
@@ -596,7 +603,7 @@ class Responder:
         probing = {key for job in state.probes for key in job.names}
         fresh = unique - state.established - probing
         if fresh:
-            state.probes.append(_ProbeJob(fresh, self._probe_start(now)))
+            state.probes.append(_ProbeJob(set(fresh), self._probe_start(now)))
         self._announce_new(now, state, out)
 
     # ---- answering (§5.4, §6, §6.7, §7.1)
@@ -615,9 +622,9 @@ class Responder:
         is_probe = bool(packet.authority)
         if is_probe:
             self._check_simultaneous_probe(now, state, packet)
-            self._yield_unprobed(now, state, packet.authority, set(self._unique()), out)
-        known = {_wire_key(r): r for r in packet.answers}
-        unique = set(self._unique())
+            self._yield_unprobed(now, state, packet.authority, self._unique(), out)
+        known = {seen.wire: seen.record for seen in packet.answers}
+        unique = self._unique()
         multicast: dict[WireKey, Record] = {}
         unicast: dict[WireKey, Record] = {}
         additionals: dict[WireKey, Record] = {}
@@ -626,7 +633,7 @@ class Responder:
             for record in found.answers:
                 if not self._is_publishable(state, record, unique):
                     continue
-                wire = _wire_key(record)
+                wire = self._wire(record)
                 seen = known.get(wire)
                 if seen is not None and seen.ttl >= record.ttl / 2:  # §7.1
                     self._stats.known_answers_suppressed += 1
@@ -644,7 +651,7 @@ class Responder:
                 else:
                     multicast[wire] = record
             for record in found.additionals:
-                wire = _wire_key(record)
+                wire = self._wire(record)
                 if wire not in known and self._is_publishable(state, record, unique):
                     additionals[wire] = record
         if legacy:
@@ -759,7 +766,7 @@ class Responder:
             self._send(now, state, family, dest=dest, payload=payload, out=out)
         if dest is None:
             for record in answers:
-                state.last_multicast[(family, _wire_key(record))] = now
+                state.last_multicast[(family, self._wire(record))] = now
 
     def _legacy_reply(
         self,
@@ -789,7 +796,7 @@ class Responder:
     def _recently_multicast(
         self, now: float, state: _IfaceState, family: int, record: Record
     ) -> bool:
-        last = state.last_multicast.get((family, _wire_key(record)))
+        last = state.last_multicast.get((family, self._wire(record)))
         return last is not None and now - last < record.ttl / 4
 
     # ---- responses: cache, duplicate suppression, conflicts
@@ -806,43 +813,43 @@ class Responder:
     ) -> None:
         records = packet.answers + packet.additionals
         if self._cache is not None:
-            for record in records:
-                if self._cache.insert(now, state.info.name, record, source=src[0]):
+            for seen in records:
+                if self._cache.insert(now, state.info.name, seen.record, source=src[0]):
                     self._stats.cache_updates += 1
-        for record in packet.answers:
+        for seen in packet.answers:
             # §7.4: someone else just multicast an answer we were about to give.
-            slot = (family, _wire_key(record))
+            slot = (family, seen.wire)
             pending = state.pending.get(slot)
-            if pending is not None and record.ttl >= pending.record.ttl / 2:
+            if pending is not None and seen.record.ttl >= pending.record.ttl / 2:
                 del state.pending[slot]
                 self._stats.duplicate_answers_suppressed += 1
-        unique = set(self._unique())
+        unique = self._unique()
         self._yield_unprobed(now, state, records, unique, out)
-        if not any(name_key(record.name) in unique for record in records):
+        if not any(seen.key in unique for seen in records):
             return  # the common case: nothing about our names, skip building our record set
         ours = self._all_our_data()
         our_types = {(k[0], k[1]) for k in ours}
         conflicted: list[NameKey] = []
-        for record in records:
-            key = name_key(record.name)
+        for seen in records:
+            key, record = seen.key, seen.record
             if key not in unique or record.ttl == 0 or key in conflicted:
                 continue
             if record.rtype in (RType.NSEC, RType.OPT):
                 continue
             if (key, record.rtype) not in our_types and not self._probing(key):
                 continue  # a type we do not publish for an established name: no clash
-            if _wire_key(record) not in ours:
+            if seen.wire not in ours:
                 conflicted.append(key)
         for key in conflicted:
-            if key in set(self._unique()):  # an earlier rename may have replaced it
+            if key in self._unique():  # an earlier rename may have replaced it
                 self._conflict(now, key, out)
 
     def _yield_unprobed(
         self,
         now: float,
         state: _IfaceState,
-        records: list[Record],
-        unique: set[NameKey],
+        records: list[_Seen],
+        unique: frozenset[NameKey],
         out: list[Effect],
     ) -> None:
         """Withdraw unique records we never probe (reverse PTRs) when another host claims them.
@@ -853,34 +860,31 @@ class Responder:
         yield (on this interface): a goodbye for ours, then silence.
         """
         claimed = {
-            (name_key(r.name), int(r.rtype))
-            for r in records
-            if r.ttl > 0 and name_key(r.name) not in unique and r.rtype != RType.NSEC
+            seen.wire[:2]
+            for seen in records
+            if seen.record.ttl > 0 and seen.key not in unique and seen.record.rtype != RType.NSEC
         }
         if not claimed:
             return
-        ours = [
-            r
-            for r in self._table.records_for(state.info)
-            if r.unique and (name_key(r.name), int(r.rtype)) in claimed
-        ]
+        ours = [r for r in self._records(state.info) if r.unique and self._wire(r)[:2] in claimed]
         if not ours:
             return
-        theirs = {_wire_key(r) for r in records}
-        mine = {_wire_key(r) for r in ours}
+        theirs = {seen.wire for seen in records}
+        mine = {self._wire(r) for r in ours}
         losing = [
             r
             for r in ours
-            if _wire_key(r) not in theirs
-            and _wire_key(r) not in state.withdrawn
-            and any(k[:2] == _wire_key(r)[:2] and k not in mine for k in theirs)
+            if self._wire(r) not in theirs
+            and self._wire(r) not in state.withdrawn
+            and any(k[:2] == self._wire(r)[:2] and k not in mine for k in theirs)
         ]
         if not losing:
             return
         self._stats.records_withdrawn += len(losing)
-        self._send_goodbyes(now, state, [r for r in losing if _wire_key(r) in state.published], out)
+        published = [r for r in losing if self._wire(r) in state.published]
+        self._send_goodbyes(now, state, published, out)
         for record in losing:
-            wire = _wire_key(record)
+            wire = self._wire(record)
             state.withdrawn.add(wire)
             state.published.discard(wire)
             for family in (4, 6):
@@ -889,24 +893,53 @@ class Responder:
     def _all_our_data(self) -> set[WireKey]:
         keys: set[WireKey] = set()
         for state in self._ifaces.values():
-            keys.update(_wire_key(r) for r in self._table.records_for(state.info))
+            keys.update(self._wire(r) for r in self._records(state.info))
         return keys
 
     # ---- helpers
 
-    def _unique(self) -> list[NameKey]:
-        return [name_key(n) for n in self._table.unique_names()]
+    def _unique(self) -> frozenset[NameKey]:
+        if self._unique_memo is None:
+            self._unique_memo = frozenset(name_key(n) for n in self._table.unique_names())
+        return self._unique_memo
 
-    def _is_publishable(self, state: _IfaceState, record: Record, unique: set[NameKey]) -> bool:
-        if state.withdrawn and _wire_key(record) in state.withdrawn:
+    def _records(self, info: InterfaceInfo) -> list[Record]:
+        records = self._records_memo.get(info)
+        if records is None:
+            if len(self._records_memo) >= 64:  # interfaces come and go; stay bounded
+                self._records_memo.clear()
+            records = self._records_memo[info] = self._table.records_for(info)
+        return records
+
+    def _wire(self, record: Record) -> WireKey:
+        """``_wire_key`` of one of our records, memoised: the table hands out the same objects
+        again and again, and packing rdata for every comparison is what made answering slow."""
+        hit = self._wire_memo.get(id(record))
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        wire = _wire_key(record)
+        if len(self._wire_memo) >= 8192:
+            self._wire_memo.clear()
+        self._wire_memo[id(record)] = (record, wire)  # holding the record keeps its id unique
+        return wire
+
+    def _is_publishable(
+        self, state: _IfaceState, record: Record, unique: frozenset[NameKey]
+    ) -> bool:
+        wire = self._wire(record)
+        if state.withdrawn and wire in state.withdrawn:
             return False
-        return (_references(record) & unique) <= state.established
+        if record.rtype == RType.PTR:
+            refs = {wire[0], name_key(record.data.label)}
+        elif record.rtype == RType.SRV:
+            refs = {wire[0], name_key(record.data.target)}
+        else:
+            return wire[0] not in unique or wire[0] in state.established
+        return (refs & unique) <= state.established
 
     def _publishable(self, state: _IfaceState) -> list[Record]:
-        unique = set(self._unique())
-        return [
-            r for r in self._table.records_for(state.info) if self._is_publishable(state, r, unique)
-        ]
+        unique = self._unique()
+        return [r for r in self._records(state.info) if self._is_publishable(state, r, unique)]
 
     def _send(
         self,
@@ -930,8 +963,14 @@ class Responder:
         in the first. Additionals are optional: added while they fit, the rest dropped.
         """
         limit = self._max_packet
-        if len(_pack(message)) <= limit:
-            return [_pack_with(message, additionals, limit)]
+        if additionals:
+            whole = _pack_with(message, additionals, limit)
+            if len(whole) <= limit:
+                return [whole]
+        else:
+            whole = _pack(message)
+            if len(whole) <= limit:
+                return [whole]
         packets: list[bytes] = []
         questions = list(message.questions)
         remaining = [(True, rr) for rr in message.rr] + [(False, rr) for rr in message.auth]
@@ -1041,9 +1080,18 @@ class _Packet:
     opcode: int
     truncated: bool
     questions: list[_Question]
-    answers: list[Record]
-    authority: list[Record]
-    additionals: list[Record]
+    answers: list[_Seen]
+    authority: list[_Seen]
+    additionals: list[_Seen]
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """A received record with its comparison keys, computed once."""
+
+    record: Record
+    key: NameKey
+    wire: WireKey
 
 
 def _parse(data: bytes) -> _Packet:
@@ -1054,11 +1102,16 @@ def _parse(data: bytes) -> _Packet:
         for q in message.questions
     ]
 
-    def convert(rrs: list[RR]) -> list[Record]:
-        records = [Record.from_rr(rr) for rr in rrs if rr.rtype != RType.OPT]
-        for record in records:
-            _wire_key(record)  # fail here, inside the caller's guard, on unpackable rdata
-        return records
+    def convert(rrs: list[RR]) -> list[_Seen]:
+        seen = []
+        for rr in rrs:
+            if rr.rtype == RType.OPT:
+                continue
+            record = Record.from_rr(rr)
+            # Computed here, inside the caller's error guard: unpackable rdata fails now.
+            wire = (name_key(rr.rname), int(rr.rtype), _rdata_bytes(record))
+            seen.append(_Seen(record, wire[0], wire))
+        return seen
 
     return _Packet(
         id=int(header.id),
@@ -1083,16 +1136,6 @@ def _wire_key(record: Record) -> WireKey:
     return (name_key(record.name), int(record.rtype), _rdata_bytes(record))
 
 
-def _references(record: Record) -> set[NameKey]:
-    """Names a record depends on: its owner and, for PTR and SRV, its target."""
-    names = {name_key(record.name)}
-    if record.rtype == RType.PTR:
-        names.add(name_key(record.data.label))
-    elif record.rtype == RType.SRV:
-        names.add(name_key(record.data.target))
-    return names
-
-
 def _rdata_bytes(record: Record) -> bytes:
     """Uncompressed rdata (a fresh buffer has nothing to point back to), as §8.2 compares."""
     buffer = DNSBuffer()
@@ -1113,6 +1156,12 @@ def _pack(message: DNSRecord) -> bytes:
 
 
 def _pack_with(message: DNSRecord, additionals: Sequence[RR], limit: int) -> bytes:
+    if additionals:  # the common case: everything fits, one pack
+        message.ar.extend(additionals)
+        payload = _pack(message)
+        if len(payload) <= limit:
+            return payload
+        del message.ar[-len(additionals) :]
     payload = _pack(message)
     for rr in additionals:
         message.ar.append(rr)
