@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from dnslib import PTR, QTYPE, RR, SRV, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from edgeagent.dns.records import CACHE_FLUSH, UNICAST_RESPONSE, Record, RType
 from edgeagent.mdns.responder import (
@@ -514,3 +515,175 @@ def test_reverse_ptr_claimed_by_another_stack_is_withdrawn_not_fought() -> None:
     assert responder.stats.records_withdrawn == 1
     assert not sends(responder.on_packet(12.5, "eth0", 4, PEER, query(reverse, QTYPE.PTR)))
     assert sends(responder.on_packet(12.5, "eth0", 4, PEER, query("edge.local")))  # name kept
+
+
+# ---- simulated LANs: several engines exchanging packets ------------------------------------
+
+
+class SimulatedLan:
+    """Engines on one link; every multicast reaches every other engine after ``latency``."""
+
+    def __init__(self, hosts: list[str], seed: int, latency: float = 0.001) -> None:
+        self.latency = latency
+        self.engines: list[tuple[str, Responder]] = []
+        self.queue: list[tuple[float, int, int, bytes]] = []  # (time, seq, sender, payload)
+        self.seq = 0
+        for i, host in enumerate(hosts, start=1):
+            address = f"10.77.0.{i}"
+            engine = Responder(make_table(host=host), rng=random.Random(seed * 1000 + i))
+            engine.set_interfaces(0.0, [InterfaceInfo("eth0", 2, (address,))])
+            self.engines.append((address, engine))
+
+    def deliver(self, now: float, sender: int, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                assert len(effect.payload) <= 1460
+                self.seq += 1
+                self.queue.append((now + self.latency, self.seq, sender, effect.payload))
+
+    def run(self, until: float) -> None:
+        for i, (_, engine) in enumerate(self.engines):
+            self.deliver(0.0, i, engine.start(0.0))
+        now = 0.0
+        while now < until:
+            times = [t for t, *_ in self.queue]
+            times += [d for _, e in self.engines if (d := e.next_deadline()) is not None]
+            if not times:
+                return
+            now = min(times)
+            due = sorted(item for item in self.queue if item[0] <= now)
+            self.queue = [item for item in self.queue if item[0] > now]
+            for _, _, sender, payload in due:
+                src = (self.engines[sender][0], 5353)
+                for i, (_, engine) in enumerate(self.engines):
+                    if i != sender:
+                        self.deliver(now, i, engine.on_packet(now, "eth0", 4, src, payload))
+            for i, (_, engine) in enumerate(self.engines):
+                deadline = engine.next_deadline()
+                if deadline is not None and deadline <= now:
+                    self.deliver(now, i, engine.on_timer(now))
+                    after = engine.next_deadline()
+                    assert after is None or after > now  # the adapter's timer never spins
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), count=st.integers(2, 5))
+def test_simulated_devices_with_one_name_end_with_distinct_established_names(
+    seed: int, count: int
+) -> None:
+    lan = SimulatedLan(["same"] * count, seed)
+    lan.run(until=30.0)
+    names = [engine.table.hosts[0] for _, engine in lan.engines]
+    assert len(set(names)) == count, names
+    for _, engine in lan.engines:
+        assert engine.interface_state("eth0") is InterfaceState.ESTABLISHED
+        assert engine.established("eth0") == {name_key(f"{engine.table.hosts[0]}.local")}
+
+
+def test_simulated_devices_with_distinct_names_never_rename() -> None:
+    lan = SimulatedLan([f"node-{i}" for i in range(10)], seed=1)
+    lan.run(until=10.0)
+    assert [engine.table.hosts[0] for _, engine in lan.engines] == [f"node-{i}" for i in range(10)]
+    assert all(engine.stats.conflicts == 0 for _, engine in lan.engines)
+
+
+# ---- a state machine over the whole API ------------------------------------------------------
+
+IFACE_POOL = [
+    ETH0,
+    InterfaceInfo("eth0", 2, ("10.77.0.6",), ("fe80::5",)),
+    ETH1,
+    InterfaceInfo("wlan0", 4, (), ("fe80::7",)),
+]
+SERVICE_POOL = [
+    GREENHOUSE,
+    ServiceSpec(id="ssh", type="_ssh._tcp", instance="edge", port=22),
+    ServiceSpec(id="dot", type="_http._tcp", instance="a.b c", port=8080),
+]
+NAMES = [
+    "edge.local",
+    "edge-2.local",
+    "other.local",
+    "_http._tcp.local",
+    "Greenhouse 1._http._tcp.local",
+    "_services._dns-sd._udp.local",
+    "5.0.77.10.in-addr.arpa",
+]
+HOSTS = ["edge", "edge-2", "other"]
+TYPES = [QTYPE.A, QTYPE.AAAA, QTYPE.PTR, QTYPE.SRV, QTYPE.TXT, QTYPE.ANY, QTYPE.NSEC]
+
+
+class ResponderMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.responder = Responder(make_table(), rng=random.Random(7), cache=FakeCache())
+        self.responder.set_interfaces(0.0, [ETH0])
+        self.check(self.responder.start(0.0))
+
+    def check(self, effects: list[Effect]) -> None:
+        current = {i.name: i for i in self.responder.interfaces}
+        for send in sends(effects):
+            assert len(send.payload) <= 1460
+            message = parse(send)
+            info = current.get(send.iface)
+            for rr in message.rr + message.ar:
+                if rr.ttl == 0 or info is None or rr.rtype not in (QTYPE.A, QTYPE.AAAA):
+                    continue
+                assert str(rr.rdata) in info.addresses, (send.iface, str(rr.rdata))
+                owner = name_key(str(rr.rname))
+                assert owner in self.responder.established(send.iface)
+
+    @rule(dt=st.floats(0.0, 3.0))
+    def advance(self, dt: float) -> None:
+        self.now += dt
+        while (deadline := self.responder.next_deadline()) is not None and deadline <= self.now:
+            self.check(self.responder.on_timer(deadline))
+            after = self.responder.next_deadline()
+            assert after is None or after > deadline
+
+    @rule(picks=st.sets(st.integers(0, len(IFACE_POOL) - 1), max_size=3))
+    def interfaces(self, picks: set[int]) -> None:
+        chosen = {IFACE_POOL[i].name: IFACE_POOL[i] for i in sorted(picks)}
+        self.check(self.responder.set_interfaces(self.now, list(chosen.values())))
+
+    @rule(picks=st.sets(st.integers(0, len(SERVICE_POOL) - 1)), host=st.sampled_from(HOSTS))
+    def table(self, picks: set[int], host: str) -> None:
+        table = make_table(*(SERVICE_POOL[i] for i in sorted(picks)), host=host)
+        self.check(self.responder.update_table(self.now, table))
+
+    @rule(
+        name=st.sampled_from(NAMES),
+        rtype=st.sampled_from(TYPES),
+        qu=st.booleans(),
+        port=st.sampled_from([5353, 40000]),
+        iface=st.sampled_from(["eth0", "eth1", "wlan0", "nope"]),
+    )
+    def ask(self, name: str, rtype: int, qu: bool, port: int, iface: str) -> None:
+        data = query(name, rtype, qu=qu, ident=7)
+        self.check(self.responder.on_packet(self.now, iface, 4, ("10.77.0.9", port), data))
+
+    @rule(name=st.sampled_from(NAMES), address=st.sampled_from(["10.77.0.5", "10.77.0.9"]))
+    def hear(self, name: str, address: str) -> None:
+        data = response(a_rr(name, address))
+        self.check(self.responder.on_packet(self.now, "eth0", 4, ("10.77.0.9", 5353), data))
+
+    @rule(data=st.binary(max_size=64))
+    def garbage(self, data: bytes) -> None:
+        self.check(self.responder.on_packet(self.now, "eth0", 4, ("10.77.0.9", 5353), data))
+
+    @rule()
+    def client_query(self) -> None:
+        self.check(self.responder.query(self.now, "other.local", QTYPE.A))
+
+    @invariant()
+    def table_names_are_probed_or_established(self) -> None:
+        unique = {name_key(n) for n in self.responder.table.unique_names()}
+        for info in self.responder.interfaces:
+            assert self.responder.established(info.name) <= unique
+
+
+ResponderMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None
+)
+test_responder_state_machine = ResponderMachine.TestCase
