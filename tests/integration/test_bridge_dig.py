@@ -347,3 +347,46 @@ def test_burst_is_fully_answered_and_record_changes_show_at_once(run: Runner[Non
                 assert [str(rr.rdata) for rr in DNSRecord.parse(reply).rr] == ["10.0.0.77"]
 
     run(body())
+
+
+def test_concurrent_clients_share_one_live_query(run: Runner[None]) -> None:
+    async def body() -> None:
+        names = StaticNameSource(live=[a_record("peer.local", "10.0.0.9", 120)], live_delay=0.2)
+        async with BridgeServer(config(), names) as server:
+            port = server.address[1]
+            replies = await asyncio.gather(
+                *(udp_exchange(port, bytes(DNSRecord.question("peer.local").pack())) for _ in "abc")
+            )
+            assert [str(DNSRecord.parse(r).rr[0].rdata) for r in replies] == ["10.0.0.9"] * 3
+            assert names.live_queries == [("peer.local", 1)]
+            assert server.stats.live_lookups == 3
+
+    run(body())
+
+
+def test_ipv6_loopback(run: Runner[None]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not configured")
+
+    async def body() -> None:
+        cfg = DnsBridgeConfig(enabled=True, address="::1", port=0)
+        async with BridgeServer(cfg, source()) as server:
+            assert DIG is not None
+            proc = await asyncio.create_subprocess_exec(
+                DIG,
+                "@::1",
+                "-p",
+                str(server.address[1]),
+                "+short",
+                "edge.local",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await proc.communicate()
+            assert out.decode().split() == ["10.0.0.5"]
+
+    run(body())
