@@ -590,3 +590,32 @@ def test_service_lifecycle_resolve_and_runtime_update(lab: Lab, tmp_path: Path) 
     srv = [h for h in heard if h["name"] == "Life._http._tcp.local." and h["type"] == 33]
     assert {h["ttl"] for h in srv} >= {120, 0}  # announced at runtime, goodbye on close
     peer.stop()
+
+
+def test_cable_pull_and_reconnect_probes_and_announces_again(lab: Lab, tmp_path: Path) -> None:
+    lab.add_lan("lan")
+    a = lab.add_device("a", [("lan", "10.77.0.1")])
+    c = lab.add_device("c", [("lan", "10.77.0.3")])
+    listener_log = start_listener(c, tmp_path / "listener.log")
+    node = Node(a, tmp_path / "a.log", host="edge-a")
+    node.wait_for("ready")
+    lan_ns, port = lab.bridge_port(a)
+    run_ip = ["ip", "-n", lan_ns, "link", "set", port]
+    subprocess.run([*run_ip, "down"], check=True)
+    time.sleep(1.0)  # carrier loss: the watcher drops eth0 (~100 ms debounce)
+    healed = time.monotonic()
+    subprocess.run([*run_ip, "up"], check=True)
+
+    def fresh_announcements() -> list[dict[str, Any]]:
+        lines = listener_log.read_text().splitlines()[1:]
+        heard = [json.loads(line) for line in lines]
+        return [h for h in heard if h["name"] == "edge-a.local." and h["ttl"] == 120]
+
+    before = len(fresh_announcements())
+    deadline = healed + 5
+    while len(fresh_announcements()) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # RFC 6762 §8.3/§13: back on the link, probe and announce (twice) again.
+    assert len(fresh_announcements()) >= before + 2
+    assert [r["answers"][0][1] for r in legacy_query(c, "edge-a.local")] == ["10.77.0.1"]
+    node.stop()
