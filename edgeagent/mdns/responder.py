@@ -21,7 +21,7 @@ probing we rename (``edge`` -> ``edge-2``, ``Greenhouse 1`` -> ``Greenhouse 1 (2
 the new name; once established we re-probe first (§9) and rename only if the other side
 defends. Simultaneous probes are settled by the lexicographic comparison of §8.2; the loser
 waits one second and probes again. Packets we multicast come back through multicast loop; they
-are recognised by their exact bytes for a couple of seconds and ignored.
+are recognised by their exact bytes and our own source address for two seconds, and ignored.
 
 Every record of every received response is inserted into the optional cache (per interface),
 so the agent's resolver and the DNS bridge answer from what was seen on the LAN.
@@ -364,7 +364,9 @@ class Responder:
         self._stats.packets_received += 1
         state = self._ifaces.get(iface)
         own_until = self._own_payloads.get(bytes(data))
-        if state is None or (own_until is not None and own_until >= now):
+        if state is None or (
+            own_until is not None and own_until >= now and self._is_own_address(src[0])
+        ):
             self._stats.ignored += 1
             return []
         try:
@@ -532,6 +534,11 @@ class Responder:
                 renamed = table.with_service_instance(service.id, new_instance)
                 out.extend(self.update_table(now, renamed))
                 return
+
+    def _is_own_address(self, address: str) -> bool:
+        # Byte-identical packets from another host (two agents asking the same question) are
+        # theirs, not a loop-back of ours: only our own source addresses count.
+        return any(address in state.info.addresses for state in self._ifaces.values())
 
     def _probing(self, key: NameKey) -> bool:
         return any(key in job.names for s in self._ifaces.values() for job in s.probes)

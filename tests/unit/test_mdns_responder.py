@@ -390,8 +390,17 @@ def test_own_looped_back_packet_is_ignored() -> None:
     responder = established()
     out = sends(responder.on_packet(10.0, "eth0", 4, PEER, query("edge.local")))
     before = responder.stats.ignored
-    assert responder.on_packet(10.001, "eth0", 4, PEER, out[0].payload) == []
+    own = ("10.77.0.5", 5353)
+    assert responder.on_packet(10.001, "eth0", 4, own, out[0].payload) == []
     assert responder.stats.ignored == before + 1
+
+
+def test_identical_packet_from_another_host_is_not_mistaken_for_ours() -> None:
+    responder = established()
+    out = sends(responder.query(10.0, "other.local", QTYPE.A))
+    responder.on_packet(10.001, "eth0", 4, PEER, out[0].payload)  # the same question, theirs
+    assert responder.stats.ignored == 0
+    assert responder.stats.queries_received == 1
 
 
 def test_responses_are_cached_per_interface_with_source() -> None:
