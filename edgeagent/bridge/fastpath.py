@@ -21,8 +21,9 @@ Freshness, the two rules that keep cached answers honest:
 Bounded: at most ``max_entries``; when full, the oldest entry goes (entries live ≤ 1 s, so
 insertion order is close to least-recently-used without paying for re-ordering on hits).
 
-The UDP adapter reads ``entries`` and ``generation`` directly instead of calling :meth:`get`
-(saves a call per query on the hottest line); it must apply the same three checks.
+The UDP adapter calls :meth:`sync` once per batch of datagrams and after every slow-path
+answer, then reads ``entries`` directly instead of calling :meth:`get` (saves a call and a
+generation read per query on the hottest line; a name source may compute its generation).
 """
 
 from __future__ import annotations
@@ -47,12 +48,15 @@ class FastPath:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def get(self, key: bytes, now: float, generation: int) -> bytes | None:
-        """The stored ``reply[2:]`` for ``key`` (``query[2:]``), or None."""
+    def sync(self, generation: int) -> None:
+        """Drop every entry if ``generation`` is not the one they were stored under."""
         if generation != self.generation:
             self.entries.clear()
             self.generation = generation
-            return None
+
+    def get(self, key: bytes, now: float, generation: int) -> bytes | None:
+        """The stored ``reply[2:]`` for ``key`` (``query[2:]``), or None."""
+        self.sync(generation)
         entry = self.entries.get(key)
         if entry is None or entry[1] <= now:
             return None
@@ -60,9 +64,7 @@ class FastPath:
 
     def put(self, key: bytes, reply_tail: bytes, now: float, generation: int) -> None:
         """Store ``reply_tail`` for :data:`MAX_AGE` seconds under ``generation``."""
-        if generation != self.generation:
-            self.entries.clear()
-            self.generation = generation
+        self.sync(generation)
         entries = self.entries
         if key in entries:
             del entries[key]
