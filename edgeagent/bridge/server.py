@@ -146,12 +146,14 @@ class BridgeServer:
             )
             self._tcp = await loop.create_server(lambda: _TcpConnection(self), sock=tcp_sock)
         except BaseException:
-            udp_sock.close()
+            # Whatever a transport took over, it closes; the rest we close ourselves.
+            if self._udp is not None:
+                self._udp.close()
+            else:
+                udp_sock.close()
             tcp_sock.close()
             if self._udp_sock is not None:
                 self._udp_sock.close()
-            if self._udp is not None:
-                self._udp.close()
             raise
         self._address = (config.address, port)
         if config.recursive and self._forwarder is None:

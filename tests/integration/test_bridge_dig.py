@@ -335,7 +335,7 @@ def test_burst_is_fully_answered_and_record_changes_show_at_once(run: Runner[Non
                 # A burst: the protocol drains the socket beyond the datagram it was handed.
                 for qid in range(100):  # fits the default receive buffer
                     sock.send(qid.to_bytes(2, "big") + template[2:])
-                ids = set()
+                ids: set[int] = set()
                 while len(ids) < 100:
                     reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), 3)
                     ids.add(int.from_bytes(reply[:2], "big"))
