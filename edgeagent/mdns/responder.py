@@ -356,9 +356,20 @@ class Responder:
     # ---- input
 
     def on_packet(
-        self, now: float, iface: str, family: int, src: tuple[str, int], data: bytes
+        self,
+        now: float,
+        iface: str,
+        family: int,
+        src: tuple[str, int],
+        data: bytes,
+        *,
+        to_group: bool = True,
     ) -> list[Effect]:
-        """Handle one datagram that arrived on ``iface``. Never raises on bad input."""
+        """Handle one datagram that arrived on ``iface``. Never raises on bad input.
+
+        ``to_group`` False: the datagram was sent to our unicast address, not the group; a
+        query is then answered by unicast (RFC 6762 §5.5).
+        """
         if self._state is not EngineState.RUNNING:
             return []
         self._stats.packets_received += 1
@@ -386,7 +397,9 @@ class Responder:
             self._handle_response(now, state, family, src=src, packet=packet, out=out)
         else:
             self._stats.queries_received += 1
-            self._handle_query(now, state, family, src=src, packet=packet, out=out)
+            self._handle_query(
+                now, state, family, src=src, packet=packet, direct=not to_group, out=out
+            )
         self._report_states(out)
         return out
 
@@ -623,6 +636,7 @@ class Responder:
         *,
         src: tuple[str, int],
         packet: _Packet,
+        direct: bool,
         out: list[Effect],
     ) -> None:
         legacy = src[1] != MDNS_PORT
@@ -648,12 +662,14 @@ class Responder:
                 # §5.4: a QU question gets a unicast answer if we multicast the record lately
                 # (else the multicast refreshes every cache). Probes are always defended by
                 # multicast: with SO_REUSEPORT only one socket on the prober's host would
-                # receive a unicast reply.
-                if legacy or (
+                # receive a unicast reply. Legacy (§6.7) and direct unicast (§5.5) queries
+                # always get a unicast answer.
+                recent_qu = (
                     question.unicast
                     and not is_probe
                     and self._recently_multicast(now, state, family, record)
-                ):
+                )
+                if legacy or direct or recent_qu:
                     unicast[wire] = record
                 else:
                     multicast[wire] = record

@@ -366,13 +366,17 @@ class MdnsService:
             except OSError as exc:
                 self._log_once("recv", exc)
                 return
-            index = _arrival_index(ancdata)
+            index, to_group = _arrival(ancdata)
             info = self._by_index.get(index) if index is not None else None
             if info is None:
                 self._foreign_interface_packets += 1  # not a selected interface
                 continue
             src = (str(address[0]).split("%", 1)[0], int(address[1]))
-            self._execute(self._responder.on_packet(time.monotonic(), info.name, family, src, data))
+            now = time.monotonic()
+            effects = self._responder.on_packet(
+                now, info.name, family, src, data, to_group=to_group
+            )
+            self._execute(effects)
 
     # ---- effects
 
@@ -495,13 +499,16 @@ def _open_socket(family: int, port: int) -> socket.socket:
     return sock
 
 
-def _arrival_index(ancdata: list[tuple[int, int, bytes]]) -> int | None:
+def _arrival(ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, bool]:
+    """(interface index, sent to a multicast group?) from the PKTINFO control message."""
     for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 4:
-            return int(struct.unpack_from("=i", data)[0])
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            index, _spec_dst, dest = struct.unpack_from("=i4s4s", data)
+            return int(index), 224 <= dest[0] <= 239  # in_pktinfo.ipi_addr: header dest
         if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(data) >= 20:
-            return int(struct.unpack_from("=I", data, 16)[0])
-    return None
+            dest6, index = struct.unpack_from("=16sI", data)
+            return int(index), dest6[0] == 0xFF
+    return None, True
 
 
 def _index_of(name: str) -> int | None:

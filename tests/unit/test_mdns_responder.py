@@ -696,3 +696,13 @@ ResponderMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None
 )
 test_responder_state_machine = ResponderMachine.TestCase
+
+
+def test_direct_unicast_query_from_5353_gets_a_unicast_mdns_reply() -> None:
+    responder = established()  # nothing multicast for a while at t=100: QU rule would multicast
+    data = query("edge.local")
+    out = sends(responder.on_packet(100.0, "eth0", 4, PEER, data, to_group=False))
+    assert [s.dest for s in out] == [PEER]  # RFC 6762 §5.5
+    reply = parse(out[0])
+    assert reply.header.id == 0
+    assert all(rr.rclass & CACHE_FLUSH for rr in reply.rr)  # an mDNS reply, not legacy
