@@ -375,7 +375,7 @@ class _TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         if not self._server.admit(self):
-            transport.abort()
+            transport.close()  # over the connection limit: a plain FIN, nothing read
             return
         self._arm_idle()
 

@@ -7,6 +7,7 @@ checking that no task is left running. Only 127.0.0.1 traffic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import socket
@@ -388,5 +389,44 @@ def test_ipv6_loopback(run: Runner[None]) -> None:
             )
             out, _ = await proc.communicate()
             assert out.decode().split() == ["10.0.0.5"]
+
+    run(body())
+
+
+def test_tcp_half_close_still_gets_pending_answers(run: Runner[None]) -> None:
+    async def body() -> None:
+        names = StaticNameSource(live=[a_record("peer.local", "10.0.0.9", 120)], live_delay=0.1)
+        async with BridgeServer(config(), names) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.address[1])
+            writer.write(frame(bytes(DNSRecord.question("peer.local").pack())))
+            writer.write_eof()  # RFC 7766 §6.2.4: the answer must still come
+            data = await asyncio.wait_for(reader.read(), 3)  # until the server closes
+            messages = StreamFramer().feed(data)
+            assert [str(DNSRecord.parse(m).rr[0].rdata) for m in messages] == ["10.0.0.9"]
+            writer.close()
+            await writer.wait_closed()
+
+    run(body())
+
+
+def test_tcp_connections_over_the_limit_are_refused(run: Runner[None]) -> None:
+    async def body() -> None:
+        async with BridgeServer(config(), source(), max_tcp_connections=2) as server:
+            port = server.address[1]
+            conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            third_reader = conns[2][0]
+            assert await asyncio.wait_for(third_reader.read(), 3) == b""  # closed at once
+            reader, writer = conns[0]
+            writer.write(frame(bytes(DNSRecord.question("edge.local").pack())))
+            framer = StreamFramer()
+            got: list[bytes] = []
+            while not got:
+                got = framer.feed(await asyncio.wait_for(reader.read(4096), 3))
+            assert DNSRecord.parse(got[0]).rr
+            assert server.stats.dropped == 1
+            for _reader, w in conns:
+                w.close()
+                with contextlib.suppress(ConnectionError):
+                    await w.wait_closed()
 
     run(body())
