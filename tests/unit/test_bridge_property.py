@@ -63,7 +63,7 @@ def finish(core: BridgeCore, step: object) -> bytes | None:
     return core.finish_forward(step.pending, None)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=600), recursive=st.booleans(), tcp=st.booleans())
 def test_arbitrary_bytes_never_raise(data: bytes, recursive: bool, tcp: bool) -> None:
     core = BridgeCore(DnsBridgeConfig(recursive=recursive), SOURCE)
@@ -75,7 +75,7 @@ def test_arbitrary_bytes_never_raise(data: bytes, recursive: bool, tcp: bool) ->
         DNSRecord.parse(reply)  # and it is well-formed
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=queries(), recursive=st.booleans(), flips=st.lists(st.integers(0, 10_000), max_size=4))
 def test_mutated_queries_never_raise(data: bytes, recursive: bool, flips: list[int]) -> None:
     mutated = bytearray(data)
@@ -85,7 +85,7 @@ def test_mutated_queries_never_raise(data: bytes, recursive: bool, flips: list[i
     finish(core, core.handle(bytes(mutated), 1.0, Transport.UDP))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=queries(), recursive=st.booleans(), tcp=st.booleans())
 def test_valid_queries_get_matching_replies(data: bytes, recursive: bool, tcp: bool) -> None:
     core = BridgeCore(DnsBridgeConfig(recursive=recursive), SOURCE)
