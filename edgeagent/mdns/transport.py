@@ -114,7 +114,6 @@ class MdnsService:
         self._joined: set[tuple[int, int]] = set()  # (family, ifindex)
         self._by_index: dict[int, InterfaceInfo] = {}
         self._by_name: dict[str, InterfaceInfo] = {}
-        self._all_interfaces: list[InterfaceInfo] = []
         self._tasks: asyncio.TaskGroup | None = None
         self._children: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
@@ -132,13 +131,18 @@ class MdnsService:
     async def __aenter__(self) -> Self:
         self._open_sockets()
         loop = asyncio.get_running_loop()
+        try:
+            for sock, family in ((self._sock4, 4), (self._sock6, 6)):
+                if sock is not None:
+                    loop.add_reader(sock.fileno(), self._on_readable, sock, family)
+            self._tasks = asyncio.TaskGroup()
+            await self._tasks.__aenter__()
+        except BaseException:
+            self._closed = True
+            self._close_sockets()
+            raise
         self._responder.start(time.monotonic())
         self._started = True
-        for sock, family in ((self._sock4, 4), (self._sock6, 6)):
-            if sock is not None:
-                loop.add_reader(sock.fileno(), self._on_readable, sock, family)
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
         self._children = [
             self._tasks.create_task(self._run_timer(), name="edgeagent[mdns].timer"),
             self._tasks.create_task(self._watch_interfaces(), name="edgeagent[mdns].interfaces"),
@@ -293,7 +297,6 @@ class MdnsService:
     async def _watch_interfaces(self) -> None:
         selection = self._config.interfaces
         async for snapshot in self._feed():
-            self._all_interfaces = snapshot
             selected = select_interfaces(snapshot, selection.include, selection.exclude)
             self._apply_interfaces(selected)
             self._interfaces_ready.set()
