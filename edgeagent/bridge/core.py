@@ -63,6 +63,7 @@ from edgeagent.bridge.wire import (
     MalformedQuery,
     Query,
     Question,
+    age_ttls,
     header_only_reply,
     parse_header,
     parse_query,
@@ -315,14 +316,10 @@ class BridgeCore:
             pending = PendingAnswer(query, transport, limit, known)
             return LiveLookup(pending, tuple(missing))
 
-        reply, min_ttl = self._answer_from(query, known, limit, now, ttl_shift=0)
+        reply, min_ttl = self._answer_from(query, known, limit, now)
         if cacheable and cacheable_ttl(min_ttl):
-            if min_ttl is None:
-                stored = reply  # no TTLs to lower
-            else:
-                stored, _ = self._answer_from(
-                    query, known, limit, now, ttl_shift=TTL_SHIFT, count=False
-                )
+            # The stored copy has every TTL a second lower: see fastpath's "TTLs".
+            stored = reply if min_ttl is None else age_ttls(reply, TTL_SHIFT)
             self._store(data, transport, stored, now)
         return Reply(reply)
 
@@ -341,7 +338,7 @@ class BridgeCore:
         for key, result in results.items():
             if result is not None:
                 merged[key] = result
-        reply, _ = self._answer_from(pending.query, merged, pending.limit, now, ttl_shift=0)
+        reply, _ = self._answer_from(pending.query, merged, pending.limit, now)
         return reply
 
     def finish_forward(self, pending: PendingForward, reply: bytes | None) -> bytes:
@@ -389,9 +386,6 @@ class BridgeCore:
         results: Mapping[LookupKey, LookupResult],
         limit: int,
         now: float,
-        *,
-        ttl_shift: int,
-        count: bool = True,
     ) -> tuple[bytes, int | None]:
         """Pack the reply for ``results``; returns it with the smallest TTL it carries."""
         answers: list[RR] = []
@@ -412,7 +406,7 @@ class BridgeCore:
                     continue
                 if question.qtype not in (RType.ANY, record.rtype):
                     continue
-                answers.append(_rr(owner, record, ttl_shift))
+                answers.append(_rr(owner, record))
                 answer_keys.add(record.key)
                 min_ttl = record.ttl if min_ttl is None else min(min_ttl, record.ttl)
                 if record.rtype == RType.SRV:
@@ -423,17 +417,15 @@ class BridgeCore:
                 for record in self._additional(target, rtype, now):
                     if record.key in answer_keys:
                         continue
-                    additional.append(_rr(DNSLabel(record.name), record, ttl_shift))
+                    additional.append(_rr(DNSLabel(record.name), record))
                     min_ttl = record.ttl if min_ttl is None else min(min_ttl, record.ttl)
         if not name_exists:
-            if count:
-                self.stats.nxdomain += 1
-            return self._pack(query, RCODE_NXDOMAIN, aa=True, limit=limit, count=count), None
-        if count:
-            if answers:
-                self.stats.answered += 1
-            else:
-                self.stats.nodata += 1
+            self.stats.nxdomain += 1
+            return self._pack(query, RCODE_NXDOMAIN, aa=True, limit=limit), None
+        if answers:
+            self.stats.answered += 1
+        else:
+            self.stats.nodata += 1
         reply = self._pack(
             query,
             RCODE_NOERROR,
@@ -441,7 +433,6 @@ class BridgeCore:
             limit=limit,
             answers=answers,
             additional=additional,
-            count=count,
         )
         return reply, min_ttl
 
@@ -464,7 +455,6 @@ class BridgeCore:
         limit: int,
         answers: list[RR] | None = None,
         additional: list[RR] | None = None,
-        count: bool = True,
     ) -> bytes:
         flags = FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD)) | (rcode & 0xF)
         if aa:
@@ -484,8 +474,7 @@ class BridgeCore:
             packed = _pack(query.id, flags, questions, answers, opt)
             if len(packed) <= limit:
                 return packed
-        if count:
-            self.stats.truncated += 1
+        self.stats.truncated += 1
         packed = _pack(query.id, flags | FLAG_TC, questions, [], opt)
         if len(packed) <= limit:
             return packed
@@ -508,8 +497,8 @@ def _classify(question: Question) -> _Kind:
     return _Kind.FOREIGN
 
 
-def _rr(owner: DNSLabel, record: Record, ttl_shift: int) -> RR:
-    return RR(owner, record.rtype, CLASS_IN, max(0, record.ttl - ttl_shift), record.data)
+def _rr(owner: DNSLabel, record: Record) -> RR:
+    return RR(owner, record.rtype, CLASS_IN, max(0, record.ttl), record.data)
 
 
 def _pack(

@@ -11,12 +11,13 @@ Freshness, the two rules that keep cached answers honest:
 
 * Record changes: every entry belongs to one ``NameSource.generation``; when the generation
   moves, the whole table is dropped before the next look-up.
-* TTLs: an entry lives at most :data:`MAX_AGE` (1 s), and the reply stored for it is packed
-  with every TTL lowered by that same second. Sources report remaining TTLs rounded down, so
-  the real remaining TTL during the entry's life is above ``ttl - 1``: a served TTL never
-  exceeds it. Answers whose smallest TTL is ≤ 1 s are not cached at all. (The alternative,
-  re-packing entries as they age, saves a pack per second per name at the price of tracking
-  TTL offsets in the packed bytes; not worth it at one pack per name per second.)
+* TTLs: an entry lives at most :data:`MAX_AGE` (1 s), and what it stores is a copy of the
+  reply with every TTL lowered by that same second (:func:`wire.age_ttls` patches the packed
+  bytes; no second pack). Sources report remaining TTLs rounded down, so the real remaining
+  TTL during the entry's life is above ``ttl - 1``: a served TTL never exceeds it. Answers
+  whose smallest TTL is ≤ 1 s are not cached at all. (The alternative, re-packing entries as
+  they age, would let entries live longer but needs per-entry TTL bookkeeping; with a 1 s
+  cap a name costs one pack per second under load, which is noise.)
 
 Bounded: at most ``max_entries``; when full, the oldest entry goes (entries live ≤ 1 s, so
 insertion order is close to least-recently-used without paying for re-ordering on hits).

@@ -165,3 +165,19 @@ def test_permission_denied_mentions_capability() -> None:
 def test_ipv6_address_in_message_is_bracketed() -> None:
     error = bind_error(OSError(errno.EADDRINUSE, "in use"), "::1", 5353, "tcp")
     assert "[::1]:5353/tcp" in str(error)
+
+
+def test_age_ttls_lowers_record_ttls_but_not_opt_flags() -> None:
+    from dnslib import QTYPE
+
+    from edgeagent.bridge.wire import age_ttls
+
+    reply = DNSRecord.question("edge.local").replyZone("edge.local 120 A 10.0.0.5")
+    reply.add_ar(*DNSRecord.question("x").replyZone("edge.local 0 AAAA fd00::5").rr)
+    reply.add_ar(EDNS0(udp_len=1232, flags="do"))
+    aged = DNSRecord.parse(age_ttls(bytes(reply.pack()), 1))
+    assert aged.rr[0].ttl == 119
+    assert [rr.ttl for rr in aged.ar if rr.rtype == QTYPE.AAAA] == [0]  # never below 0
+    opt = next(rr for rr in aged.ar if rr.rtype == QTYPE.OPT)
+    assert opt.ttl == 0x8000  # the DO flag, untouched
+    assert str(aged.rr[0].rdata) == "10.0.0.5"
