@@ -181,3 +181,10 @@ def test_age_ttls_lowers_record_ttls_but_not_opt_flags() -> None:
     opt = next(rr for rr in aged.ar if rr.rtype == QTYPE.OPT)
     assert opt.ttl == 0x8000  # the DO flag, untouched
     assert str(aged.rr[0].rdata) == "10.0.0.5"
+
+
+def test_forwarder_never_forwards_to_itself() -> None:
+    from edgeagent.bridge.upstream import Forwarder
+
+    forwarder = Forwarder(["127.0.0.53", "192.0.2.1:5353"], 1.0, exclude={("127.0.0.53", 53)})
+    assert forwarder.upstreams == [("192.0.2.1", 5353)]
