@@ -53,7 +53,7 @@ class AgentNames:
     async def query(self, name: str, rtype: int, timeout: float) -> LookupResult:  # noqa: ASYNC109
         mdns = self._mdns
         own = mdns.table.lookup_any_interface(name, rtype, mdns.interfaces)
-        found = await mdns.resolve(name, rtype, timeout)
+        found = await mdns.resolve(name, rtype, timeout, include_own=False)
         records = _merge(own, found)
         if not records and address_from_reverse(name) is not None:
             # Nobody answered for that address: name it after what its owner advertised.

@@ -208,16 +208,20 @@ class MdnsService:
         name: str,
         rtype: int,
         timeout: float | None = None,  # noqa: ASYNC109 - running out of time is an answer ([])
+        *,
+        include_own: bool = True,
     ) -> list[Record]:
         """Records for (name, rtype): our own, else cached, else ask the LAN and wait.
 
         Waits up to ``timeout`` (default ``mdns.query_timeout``) for an answer to land in the
         cache, re-asking after 1 s, 2 s, 4 s ... (RFC 6762 §5.2) when the timeout is long.
-        Returns ``[]`` when nothing answered in time.
+        Returns ``[]`` when nothing answered in time. ``include_own=False`` skips our own
+        records, for shared names (``_ssh._tcp.local``) whose other owners we want to hear.
         """
-        own = self._responder.own_records(name, rtype)
-        if own:
-            return own
+        if include_own:
+            own = self._responder.own_records(name, rtype)
+            if own:
+                return own
         found = self.cache.lookup(time.monotonic(), name, rtype)
         if found or self._closed:
             return found
