@@ -83,7 +83,9 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         table = build_table(self.config, renames=self.state.renames, device_id=self.device_id)
-        async with AsyncExitStack() as stack, asyncio.TaskGroup() as tasks:
+        # Components start outside the TaskGroup so a startup failure (a taken port, say)
+        # reaches the CLI as itself, not wrapped in an ExceptionGroup.
+        async with AsyncExitStack() as stack:
             self._mdns = await stack.enter_async_context(
                 MdnsService(self.config.mdns, table, on_rename=self._on_rename)
             )
@@ -94,16 +96,16 @@ class Agent:
                 )
             control_path = Path(self.paths.runtime_dir) / CONTROL_SOCKET
             await stack.enter_async_context(ControlServer(control_path, self._handlers()))
-            interval = watchdog_interval()
-            if interval:
-                tasks.create_task(self._watchdog(interval), name="edgeagent[systemd].watchdog")
             hosts = ", ".join(f"{h}.local" for h in self._mdns.table.hosts)
             log.info("edgeagent %s running as %s (control %s)", __version__, hosts, control_path)
             self.notifier.ready(f"advertising {hosts}")
-            await self._stop.wait()
+            async with asyncio.TaskGroup() as tasks:
+                interval = watchdog_interval()
+                if interval:
+                    tasks.create_task(self._watchdog(interval), name="edgeagent[systemd].watchdog")
+                await self._stop.wait()
             log.info("stopping: sending goodbyes")
             self.notifier.stopping()
-            self._stop.set()
         return 0
 
     async def _watchdog(self, interval: float) -> None:
@@ -118,12 +120,10 @@ class Agent:
         if event.kind is RenameKind.HOST:
             original = self._original_host(event.old)
             key = HOST_KEY + original
+        elif event.service_id is not None:
+            key = SERVICE_KEY + event.service_id
         else:
-            ids = [s.id for s in self.mdns.table.services if s.instance == event.new]
-            if not ids:
-                log.warning("service renamed %r -> %r but no service has it", event.old, event.new)
-                return
-            key = SERVICE_KEY + ids[0]
+            return
         log.warning("name conflict: %s is now %s", event.old, event.new)
         self.state = self.state.with_rename(key, event.new)
         self.store.save(self.state)

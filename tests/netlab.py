@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -166,3 +167,18 @@ class Lab:
                     os.kill(int(pid), signal.SIGKILL)
             run("ip", "netns", "del", ns, check=False)
         self.namespaces.clear()
+
+
+def require_program(name: str) -> str:
+    """The path of ``name``; skip without it, except in CI, where a missing tool is a failure."""
+    import pytest
+
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None
+    )
+    if path is None:
+        reason = f"{name} is not installed (scripts/test installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path

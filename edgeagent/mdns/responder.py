@@ -34,6 +34,7 @@ UTF-8 and even dots, which dnslib prints differently from how the table spells t
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -114,11 +115,15 @@ class RenameKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Renamed:
-    """A name lost a conflict and was replaced (host labels without ``.local``)."""
+    """A name lost a conflict and was replaced (host labels without ``.local``).
+
+    ``service_id`` names the service for ``RenameKind.SERVICE``.
+    """
 
     kind: RenameKind
     old: str
     new: str
+    service_id: str | None = None
 
 
 class InterfaceState(Enum):
@@ -518,6 +523,8 @@ class Responder:
     # ---- conflicts and renames (§8.1, §9)
 
     def _conflict(self, now: float, key: NameKey, out: list[Effect]) -> None:
+        if key not in self._unique():
+            return  # a name we gave up a moment ago (e.g. an instance that followed its host)
         self._stats.conflicts += 1
         self._conflict_times.append(now)
         if not self._probing(key):
@@ -537,12 +544,23 @@ class Responder:
                 hosts = [new_host if h == host else h for h in table.hosts]
                 out.append(Renamed(RenameKind.HOST, host, new_host))
                 self._stats.renames += 1
-                out.extend(self.update_table(now, table.with_hosts(hosts)))
+                renamed = table.with_hosts(hosts)
+                # Instances named after the host (the default instance name), or renamed from
+                # it in an earlier conflict ("edge (2)"), follow it: a renamed device shows
+                # "edge-2" everywhere rather than "edge (2)" beside it.
+                after_host = re.compile(re.escape(host) + r"(?: \([0-9]+\))?")
+                for service in table.services:
+                    if after_host.fullmatch(service.instance):
+                        renamed = renamed.with_service_instance(service.id, new_host)
+                        out.append(
+                            Renamed(RenameKind.SERVICE, service.instance, new_host, service.id)
+                        )
+                out.extend(self.update_table(now, renamed))
                 return
         for service in table.services:
             if name_key(service.instance_fqdn) == key:
                 new_instance = next_instance_name(service.instance)
-                out.append(Renamed(RenameKind.SERVICE, service.instance, new_instance))
+                out.append(Renamed(RenameKind.SERVICE, service.instance, new_instance, service.id))
                 self._stats.renames += 1
                 renamed = table.with_service_instance(service.id, new_instance)
                 out.extend(self.update_table(now, renamed))

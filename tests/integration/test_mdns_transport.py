@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.netlab import Device, Lab
+from tests.netlab import Device, Lab, require_program
 
 pytestmark = pytest.mark.netns
 
@@ -454,11 +454,9 @@ def start_avahi(device: Device, tmp_path: Path, host: str) -> Path:
     return log
 
 
-@pytest.mark.skipif(
-    not Path("/usr/sbin/avahi-daemon").exists(), reason="avahi-daemon is not installed"
-)
 @pytest.mark.parametrize("avahi_first", [True, False], ids=["avahi-first", "edgeagent-first"])
 def test_coexists_with_avahi_on_the_same_host(lab: Lab, tmp_path: Path, avahi_first: bool) -> None:
+    require_program("avahi-daemon")
     lab.add_lan("lan")
     a = lab.add_device("a", [("lan", "10.77.0.1")])
     c = lab.add_device("c", [("lan", "10.77.0.3")])

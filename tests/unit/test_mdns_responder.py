@@ -189,6 +189,51 @@ def test_conflicting_response_while_probing_renames_host_and_reprobes() -> None:
     assert responder.established("eth0") == {name_key("edge-2.local")}
 
 
+def test_instances_named_after_the_host_follow_its_rename() -> None:
+    ssh = ServiceSpec(id="ssh", type="_ssh._tcp", instance="edge", port=22)
+    responder = make_responder(ssh, GREENHOUSE)
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    # The other device answers for the host and for its same-named ssh instance at once.
+    other_srv = RR(
+        "edge._ssh._tcp.local",
+        QTYPE.SRV,
+        rclass=1 | CACHE_FLUSH,
+        ttl=120,
+        rdata=SRV(0, 0, 22, "edge.local"),
+    )
+    effects = responder.on_packet(
+        0.2, "eth0", 4, PEER, response(a_rr("edge.local", "10.77.0.9"), other_srv)
+    )
+    renames = [e for e in effects if isinstance(e, Renamed)]
+    assert renames == [
+        Renamed(RenameKind.HOST, "edge", "edge-2"),
+        Renamed(RenameKind.SERVICE, "edge", "edge-2", "ssh"),
+    ]
+    instances = {s.id: s.instance for s in responder.table.services}
+    assert instances == {"ssh": "edge-2", "web": "Greenhouse 1"}
+    assert responder.stats.conflicts == 1
+
+
+def test_instance_renamed_earlier_from_the_host_name_follows_the_host_too() -> None:
+    ssh = ServiceSpec(id="ssh", type="_ssh._tcp", instance="edge", port=22)
+    responder = make_responder(ssh)
+    responder.start(0.0)
+    responder.on_timer(0.125)
+    other_srv = RR(
+        "edge._ssh._tcp.local",
+        QTYPE.SRV,
+        rclass=1 | CACHE_FLUSH,
+        ttl=120,
+        rdata=SRV(0, 0, 22, "other.local"),
+    )
+    responder.on_packet(0.2, "eth0", 4, PEER, response(other_srv))
+    assert responder.table.services[0].instance == "edge (2)"
+    effects = responder.on_packet(0.3, "eth0", 4, PEER, response(a_rr("edge.local", "10.77.0.9")))
+    assert Renamed(RenameKind.SERVICE, "edge (2)", "edge-2", "ssh") in effects
+    assert responder.table.services[0].instance == "edge-2"
+
+
 def test_second_conflict_counts_up() -> None:
     responder = make_responder()
     responder.start(0.0)
@@ -210,7 +255,7 @@ def test_service_instance_conflict_renames_with_parenthesised_number() -> None:
         rdata=SRV(0, 0, 80, "other.local"),
     )
     effects = responder.on_packet(0.2, "eth0", 4, PEER, response(other_srv))
-    assert Renamed(RenameKind.SERVICE, "Greenhouse 1", "Greenhouse 1 (2)") in effects
+    assert Renamed(RenameKind.SERVICE, "Greenhouse 1", "Greenhouse 1 (2)", "web") in effects
     assert responder.table.services[0].instance == "Greenhouse 1 (2)"
 
 
