@@ -1,0 +1,1 @@
+"""The mesh: discovery, authenticated frames, SWIM membership and the peer link (docs/mesh.md)."""
