@@ -41,3 +41,18 @@ class ControlError(EdgeAgentError):
 
 class NotRunningError(ControlError):
     """No agent answers on the control socket."""
+
+
+class AuthError(ProtocolError):
+    """A mesh frame failed authentication or parsing; ``reason`` is a short counter key.
+
+    Reasons: ``malformed``, ``other_cluster``, ``bad_tag`` (see ``edgeagent.mesh.auth``).
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class InvalidKeyError(EdgeAgentError, ValueError):
+    """A cluster key in the configuration is not 32 bytes of base64; the message says why."""
