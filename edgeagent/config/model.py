@@ -61,6 +61,53 @@ class DnsBridgeConfig:
     udp_payload_size: int = 1232  # our EDNS(0) advertised size (DNS flag day 2020)
 
 
+#: The discovery strategies built into edgeagent; others come from this entry point group.
+BUILTIN_STRATEGIES = ("mdns", "static", "dns")
+DISCOVERY_ENTRY_POINT_GROUP = "edgeagent.discovery"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """One mesh cluster: how members are found, the key they prove, SWIM timings, what we offer.
+
+    ``key`` is the 32-byte cluster key (None: observe-only: peers are listed as seen, nothing is
+    sent or accepted). Timing defaults follow memberlist's LAN profile
+    (``DefaultLANConfig``); ``dns_interval`` follows libcluster's DNS poll.
+    """
+
+    name: str = "edgeagent"
+    key: bytes | None = None
+    strategy: str = "mdns"  # a BUILTIN_STRATEGIES name or an installed entry point name
+    port: int = 4370  # the UDP peer link port
+    peers: tuple[str, ...] = ()  # strategy static: "host:port" / "[v6]:port"
+    probe_interval: float = 1.0
+    probe_timeout: float = 0.5
+    indirect_checks: int = 3
+    suspicion_mult: int = 4
+    gossip_interval: float = 0.2
+    gossip_fanout: int = 3
+    push_pull_interval: float = 30.0
+    reap_after: float = 3600.0
+    dns_name: str | None = None  # strategy dns: an SRV name, or an A/AAAA name + ``port``
+    dns_interval: float = 5.0
+    interfaces: InterfacesConfig = field(default_factory=InterfacesConfig)
+    offers: tuple[str, ...] = ()  # capabilities served here, e.g. "sensor:temperature"
+    roles: tuple[str, ...] = ()  # singleton roles this device may hold, e.g. "mqtt-gateway"
+
+    @property
+    def observe_only(self) -> bool:
+        """No key: discovered devices are shown as seen, never made members."""
+        return self.key is None
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """The ``mesh:`` section; with no ``clusters`` key, one observe-only mDNS cluster."""
+
+    enabled: bool = True
+    clusters: tuple[ClusterConfig, ...] = (ClusterConfig(),)
+
+
 @dataclass(frozen=True, slots=True)
 class Paths:
     config_file: str
@@ -74,3 +121,4 @@ class Config:
     mdns: MdnsConfig
     dns_bridge: DnsBridgeConfig
     log_level: str = "info"
+    mesh: MeshConfig = field(default_factory=MeshConfig)

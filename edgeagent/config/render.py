@@ -7,17 +7,20 @@ The output uses the keys of the YAML contract and every value explicitly (defaul
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Collection
 from typing import Any
 
 import yaml
 
 from edgeagent.config.model import (
+    ClusterConfig,
     Config,
     DeviceConfig,
     DnsBridgeConfig,
     InterfacesConfig,
     MdnsConfig,
+    MeshConfig,
     ServiceConfig,
 )
 
@@ -31,6 +34,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         "mdns": _mdns(config.mdns),
         "dns_bridge": _dns_bridge(config.dns_bridge),
         "log_level": config.log_level,
+        "mesh": _mesh(config.mesh),
     }
 
 
@@ -137,4 +141,33 @@ def _dns_bridge(bridge: DnsBridgeConfig) -> dict[str, Any]:
         "query_timeout": bridge.query_timeout,
         "upstream_timeout": bridge.upstream_timeout,
         "udp_payload_size": bridge.udp_payload_size,
+    }
+
+
+def _mesh(mesh: MeshConfig) -> dict[str, Any]:
+    return {"enabled": mesh.enabled, "clusters": [_cluster(c) for c in mesh.clusters]}
+
+
+def _cluster(cluster: ClusterConfig) -> dict[str, Any]:
+    # Items are labelled by index in key paths (they have no ``id``), as the loader's
+    # secret paths are: ``mesh.clusters[0].key``.
+    return {
+        "name": cluster.name,
+        "key": base64.b64encode(cluster.key).decode() if cluster.key is not None else None,
+        "strategy": cluster.strategy,
+        "port": cluster.port,
+        "peers": list(cluster.peers),
+        "probe_interval": cluster.probe_interval,
+        "probe_timeout": cluster.probe_timeout,
+        "indirect_checks": cluster.indirect_checks,
+        "suspicion_mult": cluster.suspicion_mult,
+        "gossip_interval": cluster.gossip_interval,
+        "gossip_fanout": cluster.gossip_fanout,
+        "push_pull_interval": cluster.push_pull_interval,
+        "reap_after": cluster.reap_after,
+        "dns_name": cluster.dns_name,
+        "dns_interval": cluster.dns_interval,
+        "interfaces": _interfaces(cluster.interfaces),
+        "offers": list(cluster.offers),
+        "roles": list(cluster.roles),
     }

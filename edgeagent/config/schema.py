@@ -25,8 +25,11 @@ are appended, and ``{id: X, remove: true}`` deletes X. Removal items stay in the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import difflib
+import importlib.metadata
 import ipaddress
 import math
 import re
@@ -35,11 +38,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from edgeagent.config.model import (
+    BUILTIN_STRATEGIES,
+    DISCOVERY_ENTRY_POINT_GROUP,
+    ClusterConfig,
     Config,
     DeviceConfig,
     DnsBridgeConfig,
     InterfacesConfig,
     MdnsConfig,
+    MeshConfig,
     ServiceConfig,
 )
 from edgeagent.errors import ConfigError
@@ -352,6 +359,11 @@ class BuildContext:
     default_hostname: Callable[[], str]
     system_nameservers: Callable[[], Sequence[str]]
     built: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Names of the installed ``edgeagent.discovery`` entry points; read only for a strategy
+    # that is not built in.
+    discovery_plugins: Callable[[], Sequence[str]] = dataclasses.field(
+        default_factory=lambda: installed_discovery_plugins
+    )
 
 
 SectionBuilder = Callable[[Node | None, str, BuildContext], Any]
@@ -486,6 +498,381 @@ def _build_dns_bridge(node: Node | None, path: str, ctx: BuildContext) -> DnsBri
     return bridge
 
 
+def _build_mesh(node: Node | None, path: str, ctx: BuildContext) -> MeshConfig:
+    reader = FieldReader(node, path, ctx.issues)
+    enabled = reader.get("enabled", parse_bool, default_of(MeshConfig, "enabled"))
+    clusters_node = reader.node("clusters")
+    reader.finish()
+    if clusters_node is None:
+        return MeshConfig(enabled=enabled)
+    clusters_path = join_path(path, "clusters")
+    if not isinstance(clusters_node.value, tuple):
+        ctx.issues.add(
+            clusters_node.where,
+            clusters_path,
+            f"expected a list of clusters, got {describe(clusters_node)}",
+        )
+        return MeshConfig(enabled=enabled)
+    clusters: list[ClusterConfig] = []
+    names: dict[str, Where] = {}
+    ports: dict[int, str] = {}
+    for index, item in enumerate(clusters_node.value):
+        item_at = f"{clusters_path}[{index}]"
+        cluster = _cluster(item, item_at, ctx)
+        if cluster is None:
+            continue
+        if cluster.name in names:
+            ctx.issues.add(
+                item.where,
+                join_path(item_at, "name"),
+                f"duplicate cluster name '{cluster.name}' (first at {names[cluster.name]})",
+            )
+        elif cluster.port in ports:
+            ctx.issues.add(
+                item.where,
+                join_path(item_at, "port"),
+                f"port {cluster.port} is already used by cluster '{ports[cluster.port]}'; "
+                "each cluster needs its own port",
+            )
+        names.setdefault(cluster.name, item.where)
+        ports.setdefault(cluster.port, cluster.name)
+        clusters.append(cluster)
+    # The agent's TXT record carries "clusters=<name>:<port>,..." in one string (RFC 6763 §6.1).
+    advertised = "clusters=" + ",".join(f"{c.name}:{c.port}" for c in clusters)
+    if len(advertised.encode()) > 255:
+        ctx.issues.add(
+            clusters_node.where,
+            clusters_path,
+            f"the cluster names and ports take {len(advertised.encode())} bytes in the mDNS TXT "
+            "string 'clusters=...'; at most 255 (use fewer or shorter names)",
+        )
+    return MeshConfig(enabled=enabled, clusters=tuple(clusters))
+
+
+def _cluster(item: Node, path: str, ctx: BuildContext) -> ClusterConfig | None:
+    """One cluster item, or None when it is invalid (already reported)."""
+    if not isinstance(item.value, dict):
+        ctx.issues.add(item.where, path, f"expected a cluster mapping, got {describe(item)}")
+        return None
+    issues = ctx.issues
+    before = len(issues)
+    reader = FieldReader(item, path, issues)
+
+    def field(key: str, parse: Parser[T]) -> T:
+        value: T = reader.get(key, parse, default_of(ClusterConfig, key))
+        return value
+
+    name = field("name", parse_cluster_name)
+    key = field("key", _parse_cluster_key_node)
+    strategy_node = reader.node("strategy")
+    strategy = default_of(ClusterConfig, "strategy")
+    if strategy_node is not None:
+        strategy = (
+            parse_strategy(ctx.discovery_plugins)(
+                strategy_node, join_path(path, "strategy"), issues
+            )
+            or strategy
+        )
+    port = field("port", PORT)
+    peers_node = reader.node("peers")
+    peers: tuple[str, ...] = ()
+    if peers_node is not None:
+        peers = list_of(peer_parser(port))(peers_node, join_path(path, "peers"), issues) or ()
+    probe_interval = field("probe_interval", parse_duration)
+    probe_timeout = field("probe_timeout", parse_duration)
+    dns_name_node = reader.node("dns_name")
+    dns_name = field("dns_name", parse_dns_name)
+    interfaces = _build_interfaces(reader.node("interfaces"), join_path(path, "interfaces"), ctx)
+    cluster = ClusterConfig(
+        name=name,
+        key=key,
+        strategy=strategy,
+        port=port,
+        peers=tuple(dict.fromkeys(peers)),
+        probe_interval=probe_interval,
+        probe_timeout=probe_timeout,
+        indirect_checks=field("indirect_checks", integer(0, 16)),
+        suspicion_mult=field("suspicion_mult", integer(1, 100)),
+        gossip_interval=field("gossip_interval", parse_duration),
+        gossip_fanout=field("gossip_fanout", integer(1, 64)),
+        push_pull_interval=field("push_pull_interval", parse_duration),
+        reap_after=field("reap_after", parse_duration),
+        dns_name=dns_name,
+        dns_interval=field("dns_interval", parse_duration),
+        interfaces=interfaces,
+        offers=tuple(dict.fromkeys(field("offers", list_of(parse_capability)))),
+        roles=tuple(dict.fromkeys(field("roles", list_of(parse_role_name)))),
+    )
+    reader.finish()
+    # Cross-field rules, only on fields that parsed (a bad value was already reported).
+    if probe_timeout >= probe_interval and reader.node("probe_timeout") is not None:
+        timeout_node = reader.node("probe_timeout")
+        assert timeout_node is not None
+        issues.add(
+            timeout_node.where,
+            join_path(path, "probe_timeout"),
+            f"must be shorter than probe_interval ({probe_interval:g}s): an ack that arrives "
+            "after the next probe is useless",
+        )
+    elif probe_timeout >= probe_interval:
+        issues.add(
+            item.where,
+            join_path(path, "probe_interval"),
+            f"must be longer than probe_timeout ({probe_timeout:g}s)",
+        )
+    if strategy == "static" and not peers and len(issues) == before:
+        issues.add(
+            item.where,
+            join_path(path, "peers"),
+            "strategy static needs peers, e.g. peers: ['10.0.0.7:4370']",
+        )
+    if strategy in ("mdns", "dns") and peers_node is not None and peers_node.value:
+        issues.add(
+            peers_node.where,
+            join_path(path, "peers"),
+            f"peers are used only by strategy static, not {strategy}; "
+            "remove them or set strategy: static",
+        )
+    if strategy == "dns" and dns_name is None and dns_name_node is None:
+        issues.add(
+            item.where,
+            join_path(path, "dns_name"),
+            "strategy dns needs dns_name: an SRV name (_edgeagent._udp.example.com) "
+            "or a host name with A/AAAA records",
+        )
+    if strategy in ("mdns", "static") and dns_name_node is not None:
+        issues.add(
+            dns_name_node.where,
+            join_path(path, "dns_name"),
+            f"dns_name is used only by strategy dns, not {strategy}",
+        )
+    _check_port_conflicts(item, path, port, ctx)
+    return cluster if len(issues) == before else None
+
+
+def _check_port_conflicts(item: Node, path: str, port: int, ctx: BuildContext) -> None:
+    port_node = item.child("port")
+    where = port_node.where if port_node is not None else item.where
+    if port == 5353:
+        ctx.issues.add(where, join_path(path, "port"), "5353 is the mDNS port; pick another")
+    bridge = ctx.built.get("dns_bridge")
+    if isinstance(bridge, DnsBridgeConfig) and bridge.enabled and bridge.port == port:
+        ctx.issues.add(
+            where,
+            join_path(path, "port"),
+            f"port {port} is dns_bridge.port; the bridge and the mesh both use UDP",
+        )
+
+
+def installed_discovery_plugins() -> list[str]:
+    """Names of the installed ``edgeagent.discovery`` entry points (package metadata)."""
+    return sorted(
+        {ep.name for ep in importlib.metadata.entry_points(group=DISCOVERY_ENTRY_POINT_GROUP)}
+    )
+
+
+def parse_strategy(plugins: Callable[[], Sequence[str]]) -> Parser[str]:
+    """A built-in strategy (case-insensitive) or the exact name of an installed entry point."""
+
+    def parse(node: Node, path: str, issues: Issues) -> str | None:
+        text = parse_text(node, path, issues)
+        if text is None:
+            return None
+        if text.lower() in BUILTIN_STRATEGIES:
+            return text.lower()
+        installed = list(plugins())
+        if text in installed:
+            return text
+        known = [*BUILTIN_STRATEGIES, *installed]
+        issues.add(
+            node.where,
+            path,
+            f"unknown discovery strategy {text!r}: expected {', '.join(BUILTIN_STRATEGIES)} or "
+            f"an installed '{DISCOVERY_ENTRY_POINT_GROUP}' entry point"
+            + (f" ({', '.join(installed)})" if installed else " (none installed)")
+            + did_you_mean(text, known),
+        )
+        return None
+
+    return parse
+
+
+CLUSTER_KEY_BYTES = 32
+_CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def parse_cluster_key(text: str) -> bytes:
+    """A cluster key: base64 (standard or URL-safe alphabet) of exactly 32 bytes.
+
+    Raises ValueError with a message that never repeats the key and says how to make one.
+    """
+    compact = "".join(text.split())
+    altchars = b"-_" if ("-" in compact or "_" in compact) else None
+    try:
+        key = base64.b64decode(compact.encode("ascii"), altchars=altchars, validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError("is not valid base64; make a key with `edgeagent keygen`") from None
+    if len(key) != CLUSTER_KEY_BYTES:
+        raise ValueError(
+            f"decodes to {len(key)} bytes; a cluster key is {CLUSTER_KEY_BYTES} random bytes "
+            "in base64 (make one with `edgeagent keygen`)"
+        )
+    return key
+
+
+def _parse_cluster_key_node(node: Node, path: str, issues: Issues) -> bytes | None:
+    if not isinstance(node.value, str):
+        issues.add(node.where, path, f"expected a base64 key, got {describe(node)}")
+        return None
+    try:
+        return parse_cluster_key(node.value)
+    except ValueError as exc:
+        issues.add(node.where, path, f"the cluster key {exc}")
+        return None
+
+
+def parse_cluster_name(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    if _CLUSTER_NAME.match(text):
+        return text
+    suggestion = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:63]
+    hint = (
+        f" (did you mean '{suggestion}'?)" if suggestion and _CLUSTER_NAME.match(suggestion) else ""
+    )
+    issues.add(
+        node.where,
+        path,
+        f"cluster name {text!r}: 1-63 lowercase letters, digits, '-' or '_', "
+        f"starting with a letter or digit{hint}",
+    )
+    return None
+
+
+def peer_parser(default_port: int) -> Parser[str]:
+    """``host:port``, ``[v6]:port``, or a bare host (the cluster port); stored as host:port."""
+
+    def parse(node: Node, path: str, issues: Issues) -> str | None:
+        if not isinstance(node.value, str):
+            issues.add(
+                node.where, path, f"expected 'host:port' or '[v6]:port', got {describe(node)}"
+            )
+            return None
+        try:
+            host, port = parse_peer_address(node.value.strip(), default_port)
+        except ValueError as exc:
+            issues.add(node.where, path, f"bad peer {node.value!r}: {exc}")
+            return None
+        return format_peer(host, port)
+
+    return parse
+
+
+def parse_peer_address(text: str, default_port: int) -> tuple[str, int]:
+    """``10.0.0.7:4370``, ``[fe80::1]:4370``, ``gw.local:4370`` or a bare host -> (host, port).
+
+    The host is an IP address or a DNS name. Raises ValueError with a readable message.
+    """
+    host, port_text = text, None
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError("missing ']' after the IPv6 address")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("expected ':port' after ']'")
+            port_text = rest[1:]
+        try:
+            if ipaddress.ip_address(host.split("%", 1)[0]).version != 6:
+                raise ValueError("brackets are for IPv6 addresses")
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        raise ValueError("write an IPv6 address with its port as '[v6]:port'")
+    if not _is_ip(host) and dns_name_problem(host) is not None:
+        raise ValueError(f"{host!r} is neither an IP address nor a host name")
+    port = default_port
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"port {port_text!r} is not between 1 and 65535")
+        port = int(port_text)
+    return host.lower() if not _is_ip(host) else host, port
+
+
+def format_peer(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def dns_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a DNS name (labels of letters, digits, '-', '_'), or None."""
+    labels = name.removesuffix(".").split(".")
+    if not name or len(name) > 253:
+        return "must be 1-253 characters"
+    for label in labels:
+        if not _DNS_LABEL.match(label):
+            return f"label {label!r} is not 1-63 letters, digits, '-' or '_'"
+    return None
+
+
+def parse_dns_name(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    problem = dns_name_problem(text.strip())
+    if problem is not None:
+        issues.add(node.where, path, f"{text!r} is not a DNS name: {problem}")
+        return None
+    return text.strip().lower().removesuffix(".")
+
+
+_CAPABILITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$")
+_ROLE = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,62}$")
+
+
+def parse_capability(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    if not _CAPABILITY.match(text):
+        issues.add(
+            node.where,
+            path,
+            f"capability {text!r}: 1-100 characters of letters, digits and . _ : / @ + -, "
+            "e.g. 'sensor:temperature'",
+        )
+        return None
+    return text
+
+
+def parse_role_name(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    if not _ROLE.match(text):
+        issues.add(
+            node.where,
+            path,
+            f"role {text!r}: 1-63 lowercase letters, digits and . _ : -, e.g. 'mqtt-gateway'",
+        )
+        return None
+    return text
+
+
 def _build_log_level(node: Node | None, path: str, ctx: BuildContext) -> str:
     if node is None:
         level: str = default_of(Config, "log_level")
@@ -499,6 +886,7 @@ SECTIONS: dict[str, SectionBuilder] = {
     "mdns": _build_mdns,
     "dns_bridge": _build_dns_bridge,
     "log_level": _build_log_level,
+    "mesh": _build_mesh,
 }
 
 
