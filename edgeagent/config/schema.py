@@ -25,8 +25,6 @@ are appended, and ``{id: X, remove: true}`` deletes X. Removal items stay in the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import difflib
 import importlib.metadata
@@ -49,7 +47,8 @@ from edgeagent.config.model import (
     MeshConfig,
     ServiceConfig,
 )
-from edgeagent.errors import ConfigError
+from edgeagent.errors import ConfigError, InvalidKeyError
+from edgeagent.mesh.auth import parse_key
 
 T = TypeVar("T")
 
@@ -697,27 +696,7 @@ def parse_strategy(plugins: Callable[[], Sequence[str]]) -> Parser[str]:
     return parse
 
 
-CLUSTER_KEY_BYTES = 32
 _CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-def parse_cluster_key(text: str) -> bytes:
-    """A cluster key: base64 (standard or URL-safe alphabet) of exactly 32 bytes.
-
-    Raises ValueError with a message that never repeats the key and says how to make one.
-    """
-    compact = "".join(text.split())
-    altchars = b"-_" if ("-" in compact or "_" in compact) else None
-    try:
-        key = base64.b64decode(compact.encode("ascii"), altchars=altchars, validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise ValueError("is not valid base64; make a key with `edgeagent keygen`") from None
-    if len(key) != CLUSTER_KEY_BYTES:
-        raise ValueError(
-            f"decodes to {len(key)} bytes; a cluster key is {CLUSTER_KEY_BYTES} random bytes "
-            "in base64 (make one with `edgeagent keygen`)"
-        )
-    return key
 
 
 def _parse_cluster_key_node(node: Node, path: str, issues: Issues) -> bytes | None:
@@ -725,9 +704,9 @@ def _parse_cluster_key_node(node: Node, path: str, issues: Issues) -> bytes | No
         issues.add(node.where, path, f"expected a base64 key, got {describe(node)}")
         return None
     try:
-        return parse_cluster_key(node.value)
-    except ValueError as exc:
-        issues.add(node.where, path, f"the cluster key {exc}")
+        return parse_key(node.value)  # the message never repeats the key
+    except InvalidKeyError as exc:
+        issues.add(node.where, path, str(exc))
         return None
 
 
