@@ -462,7 +462,7 @@ class Membership:
         out: list[Effect] = []
         deadline = self.next_deadline()
         if deadline is not None and now - deadline > self._timing.late_wakeup:
-            self._woke_late(now)
+            self._woke_late(now, now - deadline)
         self._run_probe(now, out)
         self._run_suspicions(now, out)
         self._run_rejoins(now, out)
@@ -570,9 +570,13 @@ class Membership:
     def _change_health(self, delta: int) -> None:
         self._health = min(max(self._health + delta, 0), self._timing.max_local_health - 1)
 
-    def _woke_late(self, now: float) -> None:
-        """We ran late (CPU, swap, a blocked loop): distrust our own silence for a moment."""
-        self._change_health(+1)
+    def _woke_late(self, now: float, lateness: float) -> None:
+        """We ran late (CPU, swap, a blocked loop): distrust our own silence for a moment.
+
+        Every probe interval we slept through counts like a probe of ours that failed, so a
+        device that keeps waking late climbs even though its (late) probes are answered.
+        """
+        self._change_health(max(1, math.ceil(lateness / self._timing.probe_interval)))
         grace = now + self._timing.probe_timeout * (1 + self._health)
         if self._probe is not None:
             self._probe.indirect_at = max(self._probe.indirect_at, grace)
@@ -693,8 +697,11 @@ class Membership:
         refute = update.state is not MemberState.ALIVE and update.incarnation >= self._incarnation
         refute = refute or update.incarnation > self._incarnation
         if refute:
-            # SWIM §4.2 / memberlist refute(): only we may raise our incarnation.
+            # SWIM §4.2 / memberlist refute(): only we may raise our incarnation. Being
+            # suspected hints that we are slow to answer: Lifeguard raises local health too.
             self._incarnation = update.incarnation + 1
+            if update.state is not MemberState.ALIVE:
+                self._change_health(+1)
             self._queue(self._self_update(MemberState.ALIVE))
 
     def _refresh_addresses(self, member: _Member, update: MemberUpdate) -> None:
