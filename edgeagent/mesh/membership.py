@@ -13,7 +13,8 @@ Failure detection is SWIM as memberlist does it, with Lifeguard:
 - Every ``probe_interval`` (stretched by local health, below) the next member of a shuffled
   round-robin list (alive and suspect members; a new member is inserted at a random position)
   gets ``Ping``. No ``Ack`` within ``probe_timeout`` → ``PingReq`` to ``indirect_checks``
-  random other alive members, who ping the target and relay ``IndirectAck``. No ack of either
+  random other alive members, who ping the target and relay ``IndirectAck``, and the same
+  ``Ping`` once more directly (memberlist's TCP fallback ping, as a datagram). No ack of either
   kind by the end of the interval → the target becomes *suspect* (gossiped, ``by`` = us).
 - Suspicion timeout (memberlist ``suspicion.go``): ``min = suspicion_mult * max(1,
   log10(N+1)) * probe_interval`` with N the alive and suspect members including us; it starts at
@@ -493,6 +494,9 @@ class Membership:
                 for helper in helpers:
                     request = PingReq(probe.seq, probe.target, target.addr())
                     self._send(helper.addr(), [request], out, gossip=True)
+                # memberlist retries the direct path too (over TCP); a second datagram is our
+                # equivalent: a lost ping or ack alone no longer makes a suspicion.
+                self._send(target.addr(), [Ping(probe.seq, probe.target)], out)
         if probe is not None and now >= probe.fail_at:
             self._probe = None
             self._change_health(+1)
@@ -500,7 +504,10 @@ class Membership:
             if target is not None and target.state in _LIVE:
                 update = target.update(MemberState.SUSPECT, target.incarnation, by=self.self_id)
                 self._apply(now, update, out, merge=False)
-        if now >= self._next_probe:
+        if now >= self._next_probe and self._probe is not None:
+            # Still waiting (a late wake-up granted grace): one probe at a time.
+            self._next_probe = self._probe.fail_at
+        elif now >= self._next_probe:
             scale = 1 + self._health
             self._next_probe = now + self._timing.probe_interval * scale
             target = self._next_probe_target()

@@ -81,7 +81,9 @@ class SimNet:
 
     # -- building
 
-    def add(self, device_id: str, *, meta: dict[str, object] | None = None) -> SimNode:
+    def add(
+        self, device_id: str, *, meta: dict[str, object] | None = None, advertise: bool = True
+    ) -> SimNode:
         ip = f"10.0.0.{len(self.nodes) + 1}"
         membership = Membership(
             device_id,
@@ -90,7 +92,7 @@ class SimNet:
             timing=self.timing,
             rng=random.Random(f"{device_id}-{self.rng.random()}"),
             meta=meta if meta is not None else {"services": [device_id]},
-            addresses=(ip,),
+            addresses=(ip,) if advertise else (),
         )
         node = SimNode(device_id, ip, membership)
         self.nodes[device_id] = node
@@ -246,6 +248,19 @@ def test_n_members_join_through_one_seed_and_converge(n: int) -> None:
     assert net.largest_body <= MAX_DATAGRAM_BODY
     for node in nodes:
         assert all(v.meta == {"services": [v.device_id]} for v in node.membership.members())
+
+
+def test_members_that_do_not_know_their_own_addresses_are_reached_where_seen() -> None:
+    net = SimNet(seed=12)
+    nodes = [net.add(f"n{i}", advertise=False) for i in range(6)]
+    for node in nodes[1:]:
+        net.discover(node, nodes[0])
+    net.run_until_true(lambda: net.all_see(nodes, MemberState.ALIVE), limit=5.0)
+    net.run_for(20.0)
+    assert net.all_see(nodes, MemberState.ALIVE)
+    for x in nodes:
+        for view in x.membership.members()[1:]:
+            assert view.addresses[0] == net.nodes[view.device_id].ip
 
 
 def test_unanswered_join_is_retried_with_backoff_then_dropped() -> None:
