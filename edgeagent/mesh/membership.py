@@ -676,7 +676,8 @@ class Membership:
                 member.hostname = update.hostname
                 if old is state:
                     self._emit(now, EventKind.UPDATED, member, out, detail="hostname")
-        self._queue(replace(update, state=state))
+        # Relay with the addresses we know (we may have seen it send from one it did not list).
+        self._queue(replace(update, state=state, addresses=member.addresses or update.addresses))
         if state is old:
             return
         member.state = state
