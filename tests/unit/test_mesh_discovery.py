@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import subprocess
@@ -649,3 +650,133 @@ def test_the_config_accepts_an_installed_plugin_name(tmp_path: Path) -> None:
 def test_loading_failures_say_why(name: str, message: str) -> None:
     with pytest.raises(DiscoveryError, match=message):
         load_strategy(ClusterConfig(name="p", strategy=name), DiscoveryContext("me"))
+
+
+# -- mdns discovery with real MdnsServices, inside network namespaces only -------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+# One agent-like node: MdnsService advertising the agent TXT, the mdns strategy of its first
+# cluster printing every reported candidate as a JSON line.
+MDNS_NODE = r"""
+import asyncio, json, signal, sys, time
+from edgeagent.config.model import ClusterConfig, InterfacesConfig, MdnsConfig
+from edgeagent.mdns.table import RecordTable
+from edgeagent.mdns.transport import MdnsService
+from edgeagent.mesh.discovery import DiscoveryContext, load_strategy
+from edgeagent.mesh.discovery.mdns import agent_txt
+
+args = json.loads(sys.argv[1])
+
+def emit(**fields):
+    print(json.dumps({"t": time.monotonic(), **fields}), flush=True)
+
+async def main():
+    mdns_config = MdnsConfig(
+        hosts=(args["host"],), instance_name=args["host"],
+        interfaces=InterfacesConfig(include=("eth*",), exclude=()),
+    )
+    clusters = [ClusterConfig(name=name, port=port) for name, port in args["clusters"]]
+    table = RecordTable.from_config(mdns_config, agent_txt=agent_txt(args["id"], "test", clusters))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with MdnsService(mdns_config, table) as mdns:
+        browsed = next(c for c in clusters if c.name == args.get("browse", clusters[0].name))
+        strategy = load_strategy(browsed, DiscoveryContext(self_id=args["id"], mdns=mdns))
+        def report(c):
+            emit(event="candidate", id=c.device_id, host=c.hostname, addresses=list(c.addresses),
+                 port=c.port, cluster=c.cluster, proto=c.proto)
+        async with asyncio.TaskGroup() as tasks:
+            task = tasks.create_task(strategy.run(report), name="edgeagent[mesh:test].discovery")
+            emit(event="ready")
+            await stop.wait()
+            task.cancel()
+    emit(event="closed")
+
+asyncio.run(main())
+"""
+
+
+class MdnsNode:
+    def __init__(self, device: Any, log: Path, **args: Any) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    device.ns,
+                    sys.executable,
+                    "-c",
+                    MDNS_NODE,
+                    json.dumps(args),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        device.processes.append(self.proc)  # the lab stops it by PID at teardown
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def wait_for(self, predicate: Any, within: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for item in self.events():
+                if predicate(item):
+                    return item
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"not found; output:\n{self.log.read_text()}")
+
+
+@pytest.mark.netns
+def test_mdns_discovery_on_a_namespaced_lan(lab: Any, tmp_path: Path) -> None:
+    # a sits on two LANs; b and c share one LAN each with it; d is on lan1 in another cluster.
+    lab.add_lan("lan1")
+    lab.add_lan("lan2")
+    a = lab.add_device("a", [("lan1", "10.78.1.1"), ("lan2", "10.78.2.1")])
+    b = lab.add_device("b", [("lan1", "10.78.1.2")])
+    c = lab.add_device("c", [("lan2", "10.78.2.2")])
+    d = lab.add_device("d", [("lan1", "10.78.1.4")])
+    nodes = {
+        "a": MdnsNode(a, tmp_path / "a.log", host="edge-a", id="dev-a", clusters=[["g", 4370]]),
+        "d": MdnsNode(d, tmp_path / "d.log", host="edge-d", id="dev-d", clusters=[["h", 4370]]),
+    }
+    for node in nodes.values():
+        node.wait_for(lambda e: e["event"] == "ready")
+    nodes["b"] = MdnsNode(
+        b,
+        tmp_path / "b.log",
+        host="edge-b",
+        id="dev-b",
+        clusters=[["x", 1], ["g", 4371]],
+        browse="g",
+    )
+    nodes["c"] = MdnsNode(c, tmp_path / "c.log", host="edge-c", id="dev-c", clusters=[["g", 4372]])
+
+    def candidate(of: str) -> Any:
+        return lambda e: e["event"] == "candidate" and e["id"] == of
+
+    started = nodes["b"].wait_for(lambda e: e["event"] == "ready")["t"]
+    seen_b = nodes["a"].wait_for(candidate("dev-b"))
+    seen_c = nodes["a"].wait_for(candidate("dev-c"))
+    # a learns each peer's address on the link it shares with it, and the cluster's port
+    assert (seen_b["host"], seen_b["addresses"][0], seen_b["port"]) == ("edge-b", "10.78.1.2", 4371)
+    assert (seen_c["addresses"][0], seen_c["port"], seen_c["proto"]) == ("10.78.2.2", 4372, 1)
+    assert "10.78.2.2" not in seen_b["addresses"]
+    # found from the peer's announcements (both processes share one monotonic clock)
+    assert seen_b["t"] - started < 5.0
+    # and each of them sees a on its own link
+    assert nodes["b"].wait_for(candidate("dev-a"))["addresses"][0] == "10.78.1.1"
+    assert nodes["c"].wait_for(candidate("dev-a"))["addresses"][0] == "10.78.2.1"
+    time.sleep(0.5)
+    for name, node in nodes.items():
+        ids = {e["id"] for e in node.events() if e["event"] == "candidate"}
+        assert f"dev-{name}" not in ids  # never ourselves
+        assert "dev-d" not in ids or name == "d"  # another cluster stays apart
+        if name == "d":
+            assert ids == set()
