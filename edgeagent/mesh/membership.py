@@ -432,6 +432,8 @@ class Membership:
                 self._on_meta(now, message, out)
             case _:
                 pass  # Request/Response/Challenge belong to the service
+        if sender is None and (added := self._members.get(sender_id)) is not None:
+            self._saw(now, added, src, out)  # it joined with this very message
         return out
 
     def next_deadline(self) -> float | None:
@@ -722,9 +724,11 @@ class Membership:
     def _saw(self, now: float, member: _Member, src: Address, out: list[Effect]) -> None:
         member.last_seen = now
         if member.addresses[:1] != (src[0],) or member.port != src[1]:
+            known = bool(member.addresses)
             member.addresses = tuple(dict.fromkeys((src[0], *member.addresses)))[:MAX_ADDRESSES]
             member.port = src[1]
-            self._emit(now, EventKind.UPDATED, member, out, detail="address")
+            if known:  # learning a first address is not news; a DHCP change is
+                self._emit(now, EventKind.UPDATED, member, out, detail="address")
 
     def _make_room(self) -> bool:
         if len(self._members) < self._max_members:
