@@ -16,7 +16,13 @@ import logging
 from edgeagent.config.model import ClusterConfig
 from edgeagent.config.schema import parse_peer_address
 from edgeagent.dns.records import RType
-from edgeagent.mesh.discovery import Candidate, DiscoveryContext, DiscoveryError, Report
+from edgeagent.mesh.discovery import (
+    Candidate,
+    DiscoveryContext,
+    DiscoveryError,
+    Report,
+    Resolver,
+)
 from edgeagent.mesh.discovery.dns import SystemResolver
 
 log = logging.getLogger("edgeagent.mesh.discovery")
@@ -33,6 +39,7 @@ class StaticDiscovery:
         self.cluster = cluster
         self.refresh = refresh
         self._ctx = ctx
+        self._resolver: Resolver | None = ctx.resolver
         self._peers = [parse_peer_address(peer, cluster.port) for peer in cluster.peers]
         self._unresolved: set[str] = set()
 
@@ -71,7 +78,9 @@ class StaticDiscovery:
                     for record in await self._ctx.mdns.resolve(host, rtype, include_own=False)
                 ]
             else:
-                resolver = self._ctx.resolver or SystemResolver.from_system()
+                resolver = self._resolver
+                if resolver is None:
+                    resolver = self._resolver = SystemResolver.from_system()
                 records = [
                     record
                     for rtype in (RType.A, RType.AAAA)
