@@ -779,7 +779,9 @@ def parse_peer_address(text: str, default_port: int) -> tuple[str, int]:
         if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
             raise ValueError(f"port {port_text!r} is not between 1 and 65535")
         port = int(port_text)
-    return host.lower() if not _is_ip(host) else host, port
+    if _is_ip(host):
+        return str(ipaddress.ip_address(host)), port
+    return host.lower().removesuffix("."), port
 
 
 def format_peer(host: str, port: int) -> str:

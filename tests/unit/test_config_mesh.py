@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edgeagent.config.loader import load, load_config
 from edgeagent.config.model import ClusterConfig, Config, InterfacesConfig, MeshConfig
@@ -411,6 +414,7 @@ def test_an_empty_cluster_list_is_kept(tmp_path: Path) -> None:
         ("[::1]:5", ("::1", 5)),
         ("[fe80::1%eth0]", ("fe80::1%eth0", 4370)),
         ("GW.Local:4371", ("gw.local", 4371)),
+        ("[FD00:0::1]:5", ("fd00::1", 5)),
     ],
 )
 def test_peer_addresses(text: str, expected: tuple[str, int]) -> None:
@@ -442,3 +446,73 @@ def test_the_greenhouse_example_reads_its_keys_as_secrets() -> None:
     text = render_yaml(loaded.config, redact=loaded.secret_paths)
     assert base64.b64encode(greenhouse.key).decode() not in text
     assert base64.b64encode(site.key).decode() not in text
+
+
+# -- render -> load round trip for any valid mesh ---------------------------------------------
+NAMES = st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,15}\Z")
+SECONDS = st.floats(min_value=0.001, max_value=86400, allow_nan=False, allow_infinity=False)
+PEERS = st.one_of(
+    st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(lambda a: f"[{a}]")
+).flatmap(lambda host: st.integers(1, 65535).map(lambda port: f"{host}:{port}"))
+
+
+@st.composite
+def clusters(draw: st.DrawFn, name: str, port: int) -> ClusterConfig:
+    strategy = draw(st.sampled_from(["mdns", "static", "dns"]))
+    interval = draw(SECONDS.filter(lambda s: s > 0.001))
+    return ClusterConfig(
+        name=name,
+        key=draw(st.none() | st.binary(min_size=32, max_size=32)),
+        strategy=strategy,
+        port=port,
+        peers=tuple(draw(st.lists(PEERS, min_size=1, max_size=3, unique=True)))
+        if strategy == "static"
+        else (),
+        probe_interval=interval,
+        probe_timeout=draw(st.floats(min_value=0.0005, max_value=interval, exclude_max=True)),
+        indirect_checks=draw(st.integers(0, 16)),
+        suspicion_mult=draw(st.integers(1, 100)),
+        gossip_interval=draw(SECONDS),
+        gossip_fanout=draw(st.integers(1, 64)),
+        push_pull_interval=draw(SECONDS),
+        reap_after=draw(SECONDS),
+        dns_name=draw(st.from_regex(r"\A_?[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,3}\Z"))
+        if strategy == "dns"
+        else None,
+        dns_interval=draw(SECONDS),
+        interfaces=InterfacesConfig(
+            include=tuple(draw(st.lists(NAMES, max_size=2))),
+            exclude=tuple(draw(st.lists(NAMES, max_size=2))),
+        ),
+        offers=tuple(
+            draw(st.lists(st.from_regex(r"\A[a-z]{1,8}:[a-z]{1,8}\Z"), max_size=3, unique=True))
+        ),
+        roles=tuple(draw(st.lists(NAMES, max_size=3, unique=True))),
+    )
+
+
+@st.composite
+def meshes(draw: st.DrawFn) -> MeshConfig:
+    names = draw(st.lists(NAMES, max_size=3, unique=True))
+    ports = draw(
+        st.lists(
+            st.integers(1, 65535).filter(lambda p: p != 5353),
+            min_size=len(names),
+            max_size=len(names),
+            unique=True,
+        )
+    )
+    return MeshConfig(
+        enabled=draw(st.booleans()),
+        clusters=tuple(draw(clusters(n, p)) for n, p in zip(names, ports, strict=True)),
+    )
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(meshes())
+def test_any_valid_mesh_renders_and_loads_back(mesh: MeshConfig) -> None:
+    config = dataclasses.replace(config_of(None), mesh=mesh)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "edgeagent.yaml"
+        path.write_text(render_yaml(config), encoding="utf-8")
+        assert config_of(path) == config
