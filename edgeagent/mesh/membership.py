@@ -321,6 +321,9 @@ class Membership:
         self._next_probe = now + self._rng.uniform(0, self._timing.probe_interval)
         self._next_gossip = now + self._timing.gossip_interval
         self._next_push_pull = now + self._jittered(self._timing.push_pull_interval)
+        # Announce ourselves (memberlist setAlive): gossiped as soon as we know anyone, so the
+        # members our seed's answer did not reach learn of us without waiting for a probe.
+        self._queue(self._self_update(MemberState.ALIVE))
         return []
 
     def leave(self, now: float) -> list[Effect]:
@@ -403,8 +406,6 @@ class Membership:
             case Ping():
                 if message.target_id == self.self_id:
                     self._send(src, [Ack(message.seq)], out, gossip=True)
-                if sender is None:
-                    self._maybe_join_unknown(now, src, out)
             case Ack():
                 self._on_ack(now, sender_id, message.seq, out)
             case IndirectAck():
@@ -432,8 +433,13 @@ class Membership:
                 self._on_meta(now, message, out)
             case _:
                 pass  # Request/Response/Challenge belong to the service
-        if sender is None and (added := self._members.get(sender_id)) is not None:
-            self._saw(now, added, src, out)  # it joined with this very message
+        if sender is None:
+            added = self._members.get(sender_id)
+            if added is not None:
+                self._saw(now, added, src, out)  # it joined with this very message
+            elif not isinstance(message, (Join, Sync, Leave)):
+                # It knows us and we do not know it (gossip missed us): join it.
+                self._maybe_join_unknown(now, src, out)
         return out
 
     def next_deadline(self) -> float | None:

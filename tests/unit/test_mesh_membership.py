@@ -303,7 +303,7 @@ def test_crashed_member_is_dead_everywhere_within_the_bound(n: int) -> None:
     ]
     # memberlist's minimum: a probe round to reach it, one probe interval to fail, then the
     # suspicion timeout; Lifeguard starts at 6x that and needs confirmations to come down.
-    bound = suspicion_timeout(net.timing, n) + n * net.timing.probe_interval + 1.0
+    bound = suspicion_timeout(net.timing, n) + (n + 1) * net.timing.probe_interval + 1.0
     assert max(detection) <= bound, (detection, bound)
     assert first_suspect - crashed_at <= n * net.timing.probe_interval + 1.0
     assert took == pytest.approx(max(detection), abs=0.06)
