@@ -875,3 +875,79 @@ def test_any_sequence_keeps_the_table_consistent(steps: list[tuple[object, ...]]
                 assert by_id[device_id].state is EVENT_STATE[event.kind], (event, by_id[device_id])
         deadline = m.next_deadline()
         assert deadline is not None
+
+
+def test_periodic_push_pull_asks_a_random_member_and_answers_carry_no_request() -> None:
+    m = joined_pair()
+    asked = []
+    while (t := m.next_deadline() or 99.0) < 40.0:
+        for e in m.on_timer(t):
+            if isinstance(e, SendTo):
+                m.on_message(t, "b", ("10.0.0.2", PORT), Ack(getattr(e.messages[0], "seq", 0)))
+                asked += [(t, x) for x in e.messages if isinstance(x, Sync) and x.reply]
+    assert asked
+    assert 30.0 * 0.75 <= asked[0][0] <= 30.0 * 1.25
+    answer = m.on_message(41.0, "b", ("10.0.0.2", PORT), Sync((), True))
+    syncs = [x for e in answer if isinstance(e, SendTo) for x in e.messages if isinstance(x, Sync)]
+    assert syncs
+    assert not any(s.reply for s in syncs)
+    assert {u.device_id for s in syncs for u in s.members} == {"a", "b"}
+    # a second request within a second is not answered again (no amplification)
+    assert m.on_message(41.5, "b", ("10.0.0.2", PORT), Sync((), True)) == []
+
+
+def test_dead_member_gets_joins_with_backoff_and_a_join_from_it_revives_it() -> None:
+    m = joined_pair()
+    m.on_message(
+        1.0,
+        "c",
+        ("10.0.0.3", PORT),
+        MemberUpdate("b", MemberState.SUSPECT, 0, (), PORT, 0, "b", "c"),
+    )
+    assert next_dead_at(m, "b", until=100.0) is not None
+    attempts = []
+    while (t := m.next_deadline() or 999.0) < 200.0:
+        for e in m.on_timer(t):
+            if (
+                isinstance(e, SendTo)
+                and e.addr == ("10.0.0.2", PORT)
+                and any(isinstance(x, Join) for x in e.messages)
+            ):
+                attempts.append(t)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert gaps[0] == pytest.approx(10.0, rel=0.26)
+    assert all(g <= 30.0 * 1.25 for g in gaps)
+    assert gaps[-1] >= 30.0 * 0.75
+    effects = m.on_message(201.0, "b", ("10.0.0.2", PORT), Join(0))
+    assert [e.event.kind for e in effects if isinstance(e, Emit)] == [EventKind.ALIVE]
+    assert m.member("b").state is MemberState.ALIVE  # type: ignore[union-attr]
+    # it is told the incarnation we held it dead at, so it refutes above it
+    notes = [
+        x
+        for e in effects
+        if isinstance(e, SendTo)
+        for x in e.messages
+        if isinstance(x, MemberUpdate)
+    ]
+    assert MemberUpdate("b", MemberState.DEAD, 0, ("10.0.0.2",), PORT, 0, "b", "a") in notes
+
+
+def test_gossip_carries_an_update_a_bounded_number_of_times() -> None:
+    m = joined_pair()
+    m.on_message(
+        0.0,
+        "c",
+        ("10.0.0.3", PORT),
+        MemberUpdate("c", MemberState.ALIVE, 0, ("10.0.0.3",), PORT, 0, "c"),
+    )
+    carried = 0
+    while (t := m.next_deadline() or 99.0) < 20.0:
+        for e in m.on_timer(t):
+            if isinstance(e, SendTo):
+                carried += sum(
+                    1 for x in e.messages if isinstance(x, MemberUpdate) and x.device_id == "c"
+                )
+                if isinstance(e.messages[0], Ping):
+                    m.on_message(t, e.messages[0].target_id, e.addr, Ack(e.messages[0].seq))
+    # retransmit_mult * ceil(log10(N + 1)) with N = 3
+    assert carried == 4
