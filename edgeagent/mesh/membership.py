@@ -335,8 +335,8 @@ class Membership:
         update = self._self_update(MemberState.LEFT)
         self._queue(update)
         targets = self._random_members(2 * self._timing.gossip_fanout, _LIVE)
-        for member in targets:
-            self._send(member.addr(), [Leave(self._incarnation), update], out, gossip=True)
+        for member in targets:  # the left update rides along as the newest gossip
+            self._send(member.addr(), [Leave(self._incarnation)], out, gossip=True)
         self._state = MembershipState.LEFT
         self._probe = None
         return out
@@ -377,9 +377,13 @@ class Membership:
             known = self._members.get(device_id)
             if known is not None and known.state in _LIVE:
                 return []
+        # Without an id (static peers, DNS) an address where a live member answers is enough.
+        live = {m.addr() for m in self._members.values() if m.state in _LIVE}
         out: list[Effect] = []
         for address in list(dict.fromkeys(candidate_addresses))[:4]:
             addr = (address, port)
+            if device_id is None and addr in live:
+                continue
             pending = self._pending_joins.get(addr)
             if pending is not None and now < pending.due:
                 continue  # a join is under way; its retries take care of it

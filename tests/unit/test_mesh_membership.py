@@ -951,3 +951,11 @@ def test_gossip_carries_an_update_a_bounded_number_of_times() -> None:
                     m.on_message(t, e.messages[0].target_id, e.addr, Ack(e.messages[0].seq))
     # retransmit_mult * ceil(log10(N + 1)) with N = 3
     assert carried == 4
+
+
+def test_rediscovering_a_live_member_sends_nothing() -> None:
+    m = joined_pair()
+    assert m.discovered(1.0, ["10.0.0.2"], PORT, "b") == []
+    assert m.discovered(1.0, ["10.0.0.2"], PORT) == []  # static peers come without an id
+    assert m.discovered(1.0, ["10.0.0.1"], PORT, "a") == []  # ourselves
+    assert m.discovered(1.0, ["10.0.0.8"], PORT)  # someone new
