@@ -37,6 +37,9 @@ from edgeagent.info import identity_document, records_document
 from edgeagent.mdns.dump import DumpRow, dump_records
 from edgeagent.mdns.responder import Renamed, RenameKind
 from edgeagent.mdns.transport import MdnsService
+from edgeagent.mesh.discovery import DiscoveryContext
+from edgeagent.mesh.epoch import next_epoch
+from edgeagent.mesh.service import MeshService
 from edgeagent.names import AgentNames
 from edgeagent.net.coexist import other_mdns_users
 from edgeagent.state import RuntimeState, StateStore
@@ -76,6 +79,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._mdns: MdnsService | None = None
         self._bridge: BridgeServer | None = None
+        self._mesh: MeshService | None = None
         self._state_lock = asyncio.Lock()
 
     async def run(self) -> int:
@@ -89,6 +93,18 @@ class Agent:
             self._mdns = await stack.enter_async_context(
                 MdnsService(self.config.mdns, table, on_rename=self._on_rename)
             )
+            if self.config.mesh.enabled and self.config.mesh.clusters:
+                self._mesh = await stack.enter_async_context(
+                    MeshService(
+                        self.config.mesh,
+                        self_id=self.device_id,
+                        hostname=self._mdns.table.hosts[0],
+                        epoch=next_epoch(Path(self.paths.state_dir)),
+                        meta=self._mesh_meta(),
+                        context=DiscoveryContext(mdns=self._mdns, self_id=self.device_id),
+                        handlers=self._mesh_handlers(),
+                    )
+                )
             if self.config.dns_bridge.enabled:
                 names = AgentNames(self._mdns)
                 self._bridge = await stack.enter_async_context(
@@ -143,7 +159,77 @@ class Agent:
             "services.remove": self._services_remove,
             "resolve": self._resolve,
             "status": self._status,
+            "peers": self._peers,
+            "mesh.request": self._mesh_request,
         }
+
+    # -- mesh -------------------------------------------------------------------------------
+    def _mesh_meta(self) -> dict[str, Any]:
+        """What this device tells cluster members about itself (offers/roles are added per
+        cluster by the mesh service)."""
+        return {
+            "hostname": self.mdns.table.hosts[0],
+            "version": __version__,
+            "services": [
+                {"id": s.id, "type": s.type, "port": s.port, "instance": s.instance}
+                for s in self.mdns.table.services
+            ],
+        }
+
+    def _mesh_handlers(self) -> dict[str, Callable[[str, Any], Awaitable[Any]]]:
+        async def status(sender: str, body: Any) -> Any:
+            return {
+                "device_id": self.device_id,
+                "hostname": self.mdns.table.hosts[0],
+                "version": __version__,
+                "uptime": round(time.monotonic() - self.started, 3),
+            }
+
+        async def echo(sender: str, body: Any) -> Any:
+            return {"from": sender, "body": body}
+
+        return {"agent.status": status, "agent.echo": echo}
+
+    def _peers_document(self) -> dict[str, Any]:
+        mesh = self._mesh
+        if mesh is None:
+            reason = "mesh.enabled is false" if not self.config.mesh.enabled else "no clusters"
+            return {"enabled": False, "reason": reason, "members": [], "events": []}
+        return {
+            "enabled": True,
+            "members": mesh.peers_document(),
+            "roles": mesh.self_roles(),
+            "clusters": mesh.status(),
+            "events": [
+                {
+                    "cluster": cluster,
+                    "device_id": event.device_id,
+                    "kind": str(event.kind),
+                    "at": event.at,
+                    "detail": event.detail,
+                }
+                for cluster, event in mesh.events
+            ],
+        }
+
+    async def _peers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._mesh is None:
+            return []
+        rows = self._mesh.peers_document()
+        cluster = params.get("cluster")
+        return [r for r in rows if cluster is None or r["cluster"] == cluster]
+
+    async def _mesh_request(self, params: dict[str, Any]) -> Any:
+        if self._mesh is None:
+            raise ControlError("the mesh is not running (mesh.enabled or no clusters)")
+        device_id, method = params.get("device_id"), params.get("method")
+        if not isinstance(device_id, str) or not isinstance(method, str):
+            raise ControlError("mesh.request needs 'device_id' and 'method'")
+        timeout = float(params.get("timeout", 5.0))
+        cluster = params.get("cluster")
+        return await self._mesh.request(
+            device_id, method, params.get("body"), cluster=cluster, timeout=timeout
+        )
 
     @property
     def mdns(self) -> MdnsService:
@@ -174,6 +260,7 @@ class Agent:
         others = await asyncio.to_thread(other_mdns_users)
         info: dict[str, Any] = {
             "running": True,
+            "started_at": self.started,
             "version": __version__,
             "device_id": self.device_id,
             **identity_document(self.config, table.hosts),
@@ -193,6 +280,7 @@ class Agent:
                 **({"stats": dataclasses.asdict(self._bridge.stats)} if self._bridge else {}),
             },
         }
+        info["peers"] = self._peers_document()
         if params.get("caches"):
             info["caches"] = self._cache_document()
         return info
@@ -260,6 +348,8 @@ class Agent:
         self.state, self.config = state, config
         table = build_table(config, renames=state.renames, device_id=self.device_id)
         await self.mdns.update_table(table)
+        if self._mesh is not None:
+            self._mesh.set_meta(self._mesh_meta())
         if service_id is None:
             return {}
         for spec in self.mdns.table.services:

@@ -107,6 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     resolve.add_argument("--json", action="store_true")
     resolve.set_defaults(handler=_cmd_resolve)
+    peers = commands.add_parser("peers", help="list mesh members and devices seen")
+    _add_global_options(peers)
+    peers.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    peers.add_argument("--cluster", help="only this cluster")
+    peers.set_defaults(handler=_cmd_peers)
+    peers_cmds = peers.add_subparsers(metavar="ACTION")
+    call = peers_cmds.add_parser("call", help="send a request to a member over the mesh")
+    _add_global_options(call)
+    call.add_argument("device_id")
+    call.add_argument("method")
+    call.add_argument("body", nargs="?", default="null", help="JSON body (default null)")
+    call.add_argument("--cluster", help="the cluster to use (needed with several)")
+    call.add_argument("--timeout", type=float, default=5.0)
+    call.set_defaults(handler=_cmd_peers_call)
+
+    keygen = commands.add_parser("keygen", help="make a new cluster key (base64, 32 bytes)")
+    keygen.add_argument(
+        "--name", metavar="SECRET", help="print as a secrets.yaml line: SECRET: <key>"
+    )
+    keygen.set_defaults(handler=_cmd_keygen)
     return parser
 
 
@@ -243,11 +263,70 @@ def _cmd_resolve(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _cmd_peers(args: argparse.Namespace, paths: Paths) -> int:
+    rows = _client(paths).call("peers", {"cluster": args.cluster})
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no peers", file=sys.stderr)
+        return 0
+    header = ("DEVICE", "HOST", "CLUSTER", "STATE", "ADDRESSES", "SEEN", "RTT", "ROLES", "OFFERS")
+    table = [header]
+    for row in rows:
+        last = row.get("last_seen")
+        rtt = row.get("rtt_ms")
+        table.append(
+            (
+                str(row.get("device_id") or "?"),
+                str(row.get("hostname") or "?"),
+                str(row["cluster"]),
+                str(row["state"]) + (f" ({row['reason']})" if row.get("reason") else ""),
+                ",".join(row.get("addresses", [])),
+                "-" if last is None else f"{last:.1f}s ago",
+                "-" if rtt is None else f"{rtt:.1f}ms",
+                ",".join(row.get("roles", [])) or "-",
+                ",".join(row.get("offers", [])) or "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _cmd_peers_call(args: argparse.Namespace, paths: Paths) -> int:
+    try:
+        body = json.loads(args.body)
+    except json.JSONDecodeError as exc:
+        raise ControlError(f"body is not JSON: {exc}") from exc
+    params = {
+        "device_id": args.device_id,
+        "method": args.method,
+        "body": body,
+        "cluster": args.cluster,
+        "timeout": args.timeout,
+    }
+    result = _client(paths, timeout=args.timeout + 5).call("mesh.request", params)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace, paths: Paths) -> int:
+    from edgeagent.mesh.auth import generate_key
+
+    key = generate_key()
+    print(f"{args.name}: {key}" if args.name else key)
+    return 0
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _client(paths: Paths) -> ControlClient:
-    return ControlClient(Path(paths.runtime_dir) / CONTROL_SOCKET)
+def _client(paths: Paths, *, timeout: float = 10.0) -> ControlClient:
+    return ControlClient(Path(paths.runtime_dir) / CONTROL_SOCKET, timeout=timeout)
 
 
 def _use_color() -> bool:

@@ -16,6 +16,7 @@ from edgeagent.config.loader import LoadedConfig, load
 from edgeagent.config.model import Config, Paths
 from edgeagent.identity import CPUINFO, DEVICE_TREE_SERIAL, DeviceIdentity, read_identity
 from edgeagent.mdns.table import RecordTable
+from edgeagent.mesh.discovery.mdns import agent_txt
 from edgeagent.state import RuntimeState, StateStore
 
 DEVICE_ID_FILE = "device-id"
@@ -50,10 +51,10 @@ def build_table(
     config: Config, *, renames: Mapping[str, str], device_id: str | None = None
 ) -> RecordTable:
     """The record table for ``config``, with names won in earlier conflicts applied."""
-    agent_txt = {"version": __version__}
-    if device_id:
-        agent_txt["id"] = device_id
-    table = RecordTable.from_config(config.mdns, agent_txt=agent_txt)
+    clusters = config.mesh.clusters if config.mesh.enabled else ()
+    # The mesh finds peers by this TXT: device id, protocol version, clusters and ports.
+    txt = agent_txt(device_id, __version__, clusters) if device_id else {"version": __version__}
+    table = RecordTable.from_config(config.mdns, agent_txt=txt)
     hosts = [renames.get(HOST_KEY + host, host) for host in table.hosts]
     if hosts != list(table.hosts):
         table = table.with_hosts(hosts)

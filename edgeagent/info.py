@@ -70,6 +70,7 @@ def render_info(info: Mapping[str, Any], *, color: bool, caches: bool) -> Iterat
         else:
             yield "# dns bridge off"
     yield from format_record_lines(info.get("records", []), color=color)
+    yield from _peer_lines(info.get("peers"), color=color)
     if caches:
         for iface, rows in sorted(info.get("caches", {}).items()):
             yield ""
@@ -81,6 +82,37 @@ def render_info(info: Mapping[str, Any], *, color: bool, caches: bool) -> Iterat
                 yield f"  Responder: {source}"
                 for line in format_record_lines(source_rows, color=color):
                     yield "    " + line
+
+
+def _peer_lines(peers: Mapping[str, Any] | None, *, color: bool) -> Iterator[str]:
+    if not peers:
+        return
+    yield ""
+    if not peers.get("enabled"):
+        yield _bold(f"Peers: mesh off ({peers.get('reason', 'disabled')})", color)
+        return
+    held = {c: r for c, r in peers.get("roles", {}).items() if r}
+    roles = "; ".join(f"{c}: {', '.join(r)}" for c, r in held.items()) or "none"
+    yield _bold(f"Peers (roles held here: {roles}):", color)
+    members = peers.get("members", [])
+    if not members:
+        yield "  none yet"
+    for row in sorted(members, key=lambda r: (r["cluster"], str(r.get("hostname")))):
+        parts = [
+            f"  {row['cluster']}",
+            f"{row.get('hostname') or '?'} ({row.get('device_id') or '?'})",
+            str(row["state"]),
+            ",".join(row.get("addresses", [])) or "-",
+        ]
+        if row.get("rtt_ms") is not None:
+            parts.append(f"rtt {row['rtt_ms']}ms")
+        if row.get("roles"):
+            parts.append("roles " + ",".join(row["roles"]))
+        if row.get("offers"):
+            parts.append("offers " + ",".join(row["offers"]))
+        if row.get("reason"):
+            parts.append(f"({row['reason']})")
+        yield "  ".join(parts)
 
 
 def format_record_lines(rows: Sequence[Mapping[str, Any]], *, color: bool) -> Iterator[str]:

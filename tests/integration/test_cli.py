@@ -79,3 +79,28 @@ def test_services_add_without_an_agent_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "no agent is running" in result.stderr
+
+
+def test_keygen_makes_a_32_byte_key_the_config_accepts(tmp_path: Path) -> None:
+    import base64
+
+    plain = edgeagent("keygen", tmp=tmp_path)
+    assert plain.returncode == 0
+    assert len(base64.b64decode(plain.stdout.strip())) == 32
+    named = edgeagent("keygen", "--name", "cluster_key", tmp=tmp_path)
+    name, _, key = named.stdout.strip().partition(": ")
+    assert name == "cluster_key"
+    assert key != plain.stdout.strip()
+    (tmp_path / "secrets.yaml").write_text(named.stdout)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "mesh:\n  clusters:\n    - name: greenhouse\n      key: !secret cluster_key\n"
+    )
+    checked = edgeagent("check", "--json", "-c", str(config), tmp=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert key not in checked.stdout  # secrets stay redacted
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mesh:\n  clusters:\n    - name: greenhouse\n      key: c2hvcnQ=\n")
+    rejected = edgeagent("check", "-c", str(bad), tmp=tmp_path)
+    assert rejected.returncode == 1
+    assert "edgeagent keygen" in rejected.stderr

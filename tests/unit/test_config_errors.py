@@ -73,10 +73,10 @@ def test_all_issues_are_collected_with_their_lines(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key_suggests_the_closest(tmp_path: Path) -> None:
-    path = write(tmp_path, "dns-bridge:\n  enabled: true\nmesh: {}\n")
+    path = write(tmp_path, "dns-bridge:\n  enabled: true\nwidgets: {}\n")
     assert issues_of(path) == [
         f"{path}:1: dns-bridge: unknown key (did you mean 'dns_bridge'?)",
-        f"{path}:3: mesh: unknown key",
+        f"{path}:3: widgets: unknown key",
     ]
 
 

@@ -1,0 +1,233 @@
+"""Mesh benchmarks with real agents in network namespaces.
+
+Measures, with every agent's own membership event log (timestamps are CLOCK_MONOTONIC,
+shared by all processes on the machine, so no polling skews the numbers):
+
+- convergence: N agents started together, time until every agent has seen every other join;
+- join: one more agent started into a converged cluster, time until it is a member on all;
+- failure detection: ``kill -9`` of one agent, time until every other one has it dead;
+  compared with memberlist's LAN formula at the same N (probe interval + suspicion timeout
+  4 x log10(N+1) x probe interval; memberlist starts suspicion at up to 6x that and shortens
+  it with confirmations, so the formula is its best case);
+- steady-state packets per device per second (mDNS + mesh), over ``--steady`` seconds.
+
+    sudo .venv/bin/python bench/mesh.py [--sizes 5,20] [--converge 20,50] [--steady 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import summary, write_result
+
+from tests.integration.agents import AgentHandle, device_config, start_agent, wait_until
+from tests.netlab import Lab
+
+PROBE_INTERVAL = 1.0
+
+
+def config(name: str, key: str) -> dict[str, Any]:
+    cfg = device_config(name)
+    cfg["dns_bridge"]["enabled"] = False
+    cfg["mesh"] = {
+        "enabled": True,
+        "clusters": [{"name": "bench", "key": key, "port": 4370, "probe_interval": "1s"}],
+    }
+    return cfg
+
+
+def info(agent: AgentHandle) -> dict[str, Any]:
+    return agent.info()
+
+
+def joined_at(agent: AgentHandle) -> dict[str, float]:
+    """device id -> first time this agent saw it join."""
+    out: dict[str, float] = {}
+    for event in info(agent)["peers"]["events"]:
+        if event["kind"] in ("joined", "alive") and event["device_id"] not in out:
+            out[event["device_id"]] = event["at"]
+    return out
+
+
+def event_at(agent: AgentHandle, device_id: str, kinds: tuple[str, ...]) -> float | None:
+    for event in info(agent)["peers"]["events"]:
+        if event["device_id"] == device_id and event["kind"] in kinds:
+            return float(event["at"])
+    return None
+
+
+def alive_count(agent: AgentHandle) -> int:
+    return sum(1 for p in json.loads(agent.cli("peers", "--json").stdout) if p["state"] == "alive")
+
+
+class Cluster:
+    def __init__(self, lab: Lab, root: Path, key: str) -> None:
+        self.lab, self.root, self.key = lab, root, key
+        self.agents: dict[str, AgentHandle] = {}
+        self.started: dict[str, float] = {}
+        lab.add_lan("lan")
+
+    def start(self, count: int) -> list[str]:
+        names = []
+        base = len(self.agents)
+        devices = []
+        for i in range(base, base + count):
+            name = f"n{i}"
+            devices.append(
+                (name, self.lab.add_device(name, [("lan", f"10.77.{30 + i // 200}.{1 + i % 200}")]))
+            )
+        for name, device in devices:
+            self.started[name] = time.monotonic()
+            self.agents[name] = start_agent(device, self.root / name, config(name, self.key))
+            names.append(name)
+        return names
+
+    def device_ids(self) -> dict[str, str]:
+        return {name: info(agent)["device_id"] for name, agent in self.agents.items()}
+
+
+def converge(n: int, key: str) -> dict[str, Any]:
+    lab = Lab()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cluster = Cluster(lab, Path(tmp), key)
+            names = cluster.start(n)
+            t0 = min(cluster.started.values())
+            for name in names:
+                wait_until(
+                    lambda a=cluster.agents[name]: alive_count(a) >= n - 1,
+                    60 + n,
+                    f"{name} to see all",
+                    interval=1.0,
+                )
+            ids = cluster.device_ids()
+            # On 2 cores, starting 50 Python processes takes seconds by itself: report the time
+            # from the first spawn and from the moment the last agent was up.
+            last_ready = max(info(a)["started_at"] for a in cluster.agents.values())
+            per_agent = []
+            for name in names:
+                seen = joined_at(cluster.agents[name])
+                others = [seen[ids[o]] for o in names if o != name]
+                per_agent.append(max(others))
+            return {
+                "n": n,
+                "all_see_all_s": max(per_agent) - t0,
+                "all_see_all_after_last_ready_s": max(0.0, max(per_agent) - last_ready),
+                "startup_spread_s": last_ready - t0,
+                "per_agent_from_first_spawn": summary([t - t0 for t in per_agent]),
+            }
+    finally:
+        lab.close()
+
+
+def failure_and_join(n: int, key: str, steady: float) -> dict[str, Any]:
+    lab = Lab()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cluster = Cluster(lab, Path(tmp), key)
+            names = cluster.start(n - 1)
+            for name in names:
+                wait_until(
+                    lambda a=cluster.agents[name]: alive_count(a) >= n - 2,
+                    60 + n,
+                    f"{name} to see all",
+                    interval=1.0,
+                )
+            # Join: one more agent into the converged cluster.
+            (newcomer,) = cluster.start(1)
+            wait_until(
+                lambda: all(alive_count(cluster.agents[o]) >= n - 1 for o in names),
+                60,
+                "the newcomer to be a member everywhere",
+                interval=0.5,
+            )
+            ids = cluster.device_ids()
+            join_times = [
+                (event_at(cluster.agents[o], ids[newcomer], ("joined", "alive")) or math.inf)
+                - cluster.started[newcomer]
+                for o in names
+            ]
+
+            # Steady state: packets sent per device per second.
+            def sent() -> dict[str, int]:
+                out = {}
+                for name, agent in cluster.agents.items():
+                    doc = info(agent)
+                    mesh_sent = sum(c["stats"]["sent"] for c in doc["peers"]["clusters"].values())
+                    out[name] = mesh_sent + int(doc["mdns"]["stats"]["packets_sent"])
+                return out
+
+            time.sleep(3)
+            before, t_before = sent(), time.monotonic()
+            time.sleep(steady)
+            after, t_after = sent(), time.monotonic()
+            rate = sum(after[k] - before[k] for k in after) / len(after) / (t_after - t_before)
+            # Failure detection: kill -9 one agent, time to "dead" on all others.
+            victim = names[len(names) // 2]
+            killed = time.monotonic()
+            cluster.agents[victim].proc.send_signal(signal.SIGKILL)
+            cluster.agents[victim].proc.wait()
+            survivors = [x for x in cluster.agents if x != victim]
+            wait_until(
+                lambda: all(event_at(cluster.agents[s], ids[victim], ("dead",)) for s in survivors),
+                120,
+                "all survivors to declare the victim dead",
+                interval=1.0,
+            )
+            detect = [
+                (event_at(cluster.agents[s], ids[victim], ("dead",)) or math.inf) - killed
+                for s in survivors
+            ]
+            memberlist = PROBE_INTERVAL + 4 * math.log10(n + 1) * PROBE_INTERVAL
+            return {
+                "n": n,
+                "join_s": summary(join_times),
+                "detect_s": summary(detect),
+                "detect_all_s": max(detect),
+                "memberlist_formula_s": memberlist,
+                "ratio_detect_all_vs_memberlist": max(detect) / memberlist,
+                "packets_per_device_per_s": rate,
+            }
+    finally:
+        lab.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="5,20", help="N for join/failure runs")
+    parser.add_argument("--converge", default="20,50", help="N for convergence runs")
+    parser.add_argument("--steady", type=float, default=20.0)
+    args = parser.parse_args()
+    key = base64.b64encode(os.urandom(32)).decode()
+    results: dict[str, Any] = {"failure_and_join": [], "convergence": []}
+    for n in [int(x) for x in args.sizes.split(",") if x]:
+        row = failure_and_join(n, key, args.steady)
+        results["failure_and_join"].append(row)
+        print(
+            f"N={n}: join median {row['join_s']['median']:.2f}s (max {row['join_s']['max']:.2f}); "
+            f"dead on all after {row['detect_all_s']:.2f}s vs memberlist formula "
+            f"{row['memberlist_formula_s']:.2f}s ({row['ratio_detect_all_vs_memberlist']:.2f}x); "
+            f"{row['packets_per_device_per_s']:.1f} packets/device/s"
+        )
+    for n in [int(x) for x in args.converge.split(",") if x]:
+        row = converge(n, key)
+        results["convergence"].append(row)
+        print(
+            f"N={n}: all see all {row['all_see_all_s']:.2f}s after the first spawn, "
+            f"{row['all_see_all_after_last_ready_s']:.2f}s after the last agent was up "
+            f"(starting them took {row['startup_spread_s']:.2f}s)"
+        )
+    print(write_result("mesh", results))
+
+
+if __name__ == "__main__":
+    main()
