@@ -547,14 +547,7 @@ class MeshService:
         rows: list[dict[str, Any]] = []
         for link in self.links:
             members = link.members()
-            alive = {
-                m.device_id: list(m.meta.get("roles", []))
-                for m in members
-                if m.state is MemberState.ALIVE
-            }
-            own_roles = list(link.cluster.roles)
-            alive[self.self_id] = own_roles
-            holders = role_table(sorted({r for rs in alive.values() for r in rs}), alive)
+            holders = self._holders(link)
             for view in members:
                 if view.device_id == self.self_id:
                     continue
@@ -597,15 +590,19 @@ class MeshService:
         """Roles this device holds, per cluster."""
         out: dict[str, list[str]] = {}
         for link in self.links:
-            alive = {
-                m.device_id: list(m.meta.get("roles", []))
-                for m in link.members()
-                if m.state is MemberState.ALIVE
-            }
-            alive[self.self_id] = list(link.cluster.roles)
-            holders = role_table(sorted({r for rs in alive.values() for r in rs}), alive)
+            holders = self._holders(link)
             out[link.cluster.name] = sorted(r for r, h in holders.items() if h == self.self_id)
         return out
+
+    def _holders(self, link: ClusterLink) -> dict[str, str | None]:
+        """Who holds each role of ``link``'s cluster, as this device sees the alive members."""
+        eligible = {
+            m.device_id: list(m.meta.get("roles", []))
+            for m in link.members()
+            if m.state is MemberState.ALIVE
+        }
+        eligible[self.self_id] = list(link.cluster.roles)
+        return role_table(sorted({r for roles in eligible.values() for r in roles}), eligible)
 
     def status(self) -> dict[str, Any]:
         return {
