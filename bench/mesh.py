@@ -32,7 +32,10 @@ from common import summary, write_result
 from tests.integration.agents import AgentHandle, device_config, start_agent, wait_until
 from tests.netlab import Lab
 
-PROBE_INTERVAL = 1.0
+MEMBERLIST_PROBE_INTERVAL = 1.0  # memberlist's DefaultLANConfig
+
+
+TIMING: dict[str, str] = {}  # probe_interval/probe_timeout overrides from the command line
 
 
 def config(name: str, key: str) -> dict[str, Any]:
@@ -40,7 +43,7 @@ def config(name: str, key: str) -> dict[str, Any]:
     cfg["dns_bridge"]["enabled"] = False
     cfg["mesh"] = {
         "enabled": True,
-        "clusters": [{"name": "bench", "key": key, "port": 4370, "probe_interval": "1s"}],
+        "clusters": [{"name": "bench", "key": key, "port": 4370, **TIMING}],
     }
     return cfg
 
@@ -187,7 +190,7 @@ def failure_and_join(n: int, key: str, steady: float) -> dict[str, Any]:
                 (event_at(cluster.agents[s], ids[victim], ("dead",)) or math.inf) - killed
                 for s in survivors
             ]
-            memberlist = PROBE_INTERVAL + 4 * math.log10(n + 1) * PROBE_INTERVAL
+            memberlist = MEMBERLIST_PROBE_INTERVAL * (1 + 4 * math.log10(n + 1))
             return {
                 "n": n,
                 "join_s": summary(join_times),
@@ -206,9 +209,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="5,20", help="N for join/failure runs")
     parser.add_argument("--converge", default="20,50", help="N for convergence runs")
     parser.add_argument("--steady", type=float, default=20.0)
+    parser.add_argument("--probe-interval", help="e.g. 1s (default: the config default)")
+    parser.add_argument("--probe-timeout", help="e.g. 500ms (default: the config default)")
     args = parser.parse_args()
+    if args.probe_interval:
+        TIMING["probe_interval"] = args.probe_interval
+    if args.probe_timeout:
+        TIMING["probe_timeout"] = args.probe_timeout
     key = base64.b64encode(os.urandom(32)).decode()
-    results: dict[str, Any] = {"failure_and_join": [], "convergence": []}
+    results: dict[str, Any] = {
+        "timing": TIMING or "config defaults",
+        "failure_and_join": [],
+        "convergence": [],
+    }
     for n in [int(x) for x in args.sizes.split(",") if x]:
         row = failure_and_join(n, key, args.steady)
         results["failure_and_join"].append(row)

@@ -244,6 +244,26 @@ class MdnsService:
                 return found
         return []
 
+    def query(self, name: str, rtype: int) -> None:
+        """Ask the LAN now, on every interface, whatever the cache holds; answers land in it.
+
+        ``resolve`` stops at the cache; browsing (e.g. mesh discovery) must keep asking so
+        that a peer whose announcement was lost is still found.
+        """
+        if not self._closed:
+            self._execute(self._responder.query(time.monotonic(), name, rtype))
+
+    async def wait_cache_change(self, generation: int, timeout: float | None = None) -> int:  # noqa: ASYNC109
+        """Until the cache generation differs from ``generation`` (or ``timeout`` passes).
+
+        Returns the generation then current, so a watcher can loop without polling.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.cache.generation == generation and not self._closed:
+                    await self._cache_changed.wait()
+        return self.cache.generation
+
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary for ``edgeagent status`` / ``info``."""
         stats = self._responder.stats

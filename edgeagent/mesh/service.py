@@ -31,7 +31,14 @@ from typing import Any, Self
 
 from edgeagent.config.model import ClusterConfig, MeshConfig
 from edgeagent.errors import EdgeAgentError, ProtocolError, TransportError
-from edgeagent.mesh.auth import AuthError, ChallengeBook, ClusterCodec, ReplayGuard, Verdict
+from edgeagent.mesh.auth import (
+    AuthError,
+    ChallengeBook,
+    ClusterCodec,
+    OpenedFrame,
+    ReplayGuard,
+    Verdict,
+)
 from edgeagent.mesh.discovery import Candidate, DiscoveryContext, load_strategy
 from edgeagent.mesh.membership import (
     Emit,
@@ -62,6 +69,7 @@ RequestHandler = Callable[[str, Any], Awaitable[Any]]
 MAX_PENDING_REQUESTS = 256
 MAX_HANDLING = 32
 MAX_SEEN = 1024
+MAX_HELD = 256  # unverified senders whose latest frame waits for their challenge answer
 MAX_DATAGRAM = 9000  # larger datagrams are not ours: drop before spending an HMAC on them
 
 
@@ -155,6 +163,7 @@ class ClusterLink:
         self._children: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
         self._pending: dict[int, _Pending] = {}
+        self._held: dict[str, tuple[OpenedFrame, list[Message], Address]] = {}
         self._request_ids = itertools.count(1)
         self._handling = 0
         self._listeners: list[Callable[[MemberEvent], None]] = []
@@ -345,17 +354,30 @@ class ClusterLink:
                 # A fresh nonce answered in an authenticated frame: live, holds the key.
                 self._guard.accept_epoch(sender, frame.epoch, frame.seq)
                 stats.challenges_passed += 1
-                # Whatever it sent before this was dropped unverified: (re)join it now.
+                held = self._held.pop(sender, None)
+                if held is not None and held[0].epoch == frame.epoch:
+                    # The frame that made us ask, from this same verified run: deliver it
+                    # now (once: the guard marks it seen) instead of waiting for a retry.
+                    held_frame, held_messages, held_addr = held
+                    if self._guard.check(held_frame) is Verdict.ACCEPT:
+                        self._deliver(now, sender, held_addr, held_messages)
                 self._execute(self.membership.discovered(now, (addr[0],), addr[1], sender))
                 return
         if verdict is Verdict.NEEDS_CHALLENGE:
-            # Unknown sender, or an epoch we have not verified (a restart, or a replay).
+            # Unknown sender, or an epoch we have not verified (a restart, or a replay). Keep
+            # its latest frame: delivered if the sender proves it is live in that epoch.
+            if sender in self._held or len(self._held) < MAX_HELD:
+                self._held[sender] = (frame, messages, addr)
             nonce = self._challenges.issue(now, sender)
             if nonce is not None:
                 stats.challenges_sent += 1
                 self._send(addr, (Challenge(nonce),))
             return
-        stats.accepted += 1
+        self._deliver(now, sender, addr, messages)
+
+    def _deliver(self, now: float, sender: str, addr: Address, messages: list[Message]) -> None:
+        """Hand an accepted frame's messages to the request table and the membership core."""
+        self.stats.accepted += 1
         self.seen.pop(sender, None)
         for message in messages:
             if isinstance(message, Challenge | ChallengeResponse):

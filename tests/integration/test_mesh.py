@@ -36,12 +36,8 @@ def mesh_config(
 ) -> dict[str, Any]:
     config = device_config(name)
     config["dns_bridge"]["enabled"] = False
-    entry: dict[str, Any] = {
-        "name": cluster,
-        "strategy": "mdns",
-        "port": 4370,
-        "probe_interval": "1s",
-    }
+    # Timings are the shipped defaults: the tests check what devices will run.
+    entry: dict[str, Any] = {"name": cluster, "strategy": "mdns", "port": 4370}
     if key is not None:
         entry["key"] = key
     if roles:
@@ -278,3 +274,20 @@ def test_remote_request_and_a_clear_error_when_the_peer_is_gone(lab: Lab, tmp_pa
     gone = agents["q1"].cli("peers", "call", ids["q2"], "agent.echo", check=False)
     assert gone.returncode == 1
     assert "is dead" in gone.stderr
+
+
+def test_a_member_frozen_for_a_moment_is_not_declared_dead(lab: Lab, tmp_path: Path) -> None:
+    """A busy device (here: stopped outright for 1.5 s) may be suspected, never buried."""
+    names = ["f1", "f2", "f3", "f4", "f5"]
+    agents = start_lan(lab, tmp_path, names)
+    wait_all_alive(agents, set(names), timeout=20)
+    frozen = agents["f5"]
+    frozen_id = {r["hostname"]: r["device_id"] for r in peers(agents["f1"])}["f5"]
+    frozen.proc.send_signal(signal.SIGSTOP)
+    time.sleep(1.5)
+    frozen.proc.send_signal(signal.SIGCONT)
+    wait_all_alive(agents, set(names), timeout=10)
+    time.sleep(3)
+    for name in names[:-1]:
+        events = agents[name].info()["peers"]["events"]
+        assert not any(e["device_id"] == frozen_id and e["kind"] == "dead" for e in events), name

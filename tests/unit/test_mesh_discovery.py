@@ -252,6 +252,21 @@ class FakeMdns:
         await asyncio.sleep(0)
         return self.cache.lookup(time.monotonic(), name, rtype)
 
+    async def wait_interfaces(self) -> None:
+        await asyncio.sleep(0)
+
+    def query(self, name: str, rtype: int) -> None:
+        self.questions.append((name, rtype, False))
+        for record in self.answers.pop((name, rtype), []):
+            self.cache.insert(time.monotonic(), "eth0", record)
+
+    async def wait_cache_change(self, generation: int, timeout: float | None = None) -> int:  # noqa: ASYNC109
+        deadline = time.monotonic() + (timeout if timeout is not None else 3600)
+        # A fake: polling stands in for MdnsService's change event.
+        while self.cache.generation == generation and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        return self.cache.generation
+
     def announce(self, records: list[Record], iface: str = "eth0") -> None:
         for record in records:
             self.cache.insert(time.monotonic(), iface, record)

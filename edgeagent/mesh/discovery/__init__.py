@@ -91,6 +91,16 @@ class MdnsBrowser(Protocol):
         include_own: bool = True,
     ) -> list[Record]: ...
 
+    def query(self, name: str, rtype: int) -> None: ...
+
+    async def wait_interfaces(self) -> None: ...
+
+    async def wait_cache_change(
+        self,
+        generation: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - mirrors MdnsService.wait_cache_change
+    ) -> int: ...
+
 
 class Resolver(Protocol):
     """A unicast DNS resolver (``edgeagent.mesh.discovery.dns.SystemResolver``)."""

@@ -234,13 +234,13 @@ class MdnsDiscovery:
 
     async def ask(self) -> None:
         """One round of questions: the service's PTRs, then the pieces still missing."""
-        await self._resolve(AGENT_SERVICE, RType.PTR)
+        # Always on the wire: resolve() would stop at the cache once any peer is known.
+        self._mdns.query(AGENT_SERVICE, RType.PTR)
         for name, rtype in self._missing[: self.max_missing_queries]:
             await self._resolve(name, rtype)
 
     # -- private -------------------------------------------------------------------------------
     async def _watch(self, report: Report) -> None:
-        # TODO(transport): wait on a public MdnsService.wait_cache_change() instead of polling.
         generation: int | None = None
         next_refresh = 0.0
         while True:
@@ -250,9 +250,14 @@ class MdnsDiscovery:
                 generation = current
                 next_refresh = now + self._dedup.refresh / 2
                 self.scan(report)
-            await asyncio.sleep(self.poll_interval)
+            # Woken by the cache itself: a peer's announcement is acted on at once.
+            wait = max(self.poll_interval, next_refresh - self._clock())
+            await self._mdns.wait_cache_change(current, timeout=wait)
 
     async def _query_loop(self) -> None:
+        # A question asked before the first interface snapshot goes out nowhere, and the next
+        # one would come a backoff later: wait for the interfaces first.
+        await self._mdns.wait_interfaces()
         delay = self.first_backoff
         while True:
             seen_interfaces = self._interface_names()
