@@ -145,6 +145,24 @@ class Cache:
                 _keep_longest(found, (RType.PTR, _data_key(entry.record)), entry)
         return [entry.record.with_ttl(entry.remaining(now)) for entry in found.values()]
 
+    def known_answers(
+        self, now: float, iface: str, name: str | DNSLabel, rtype: int
+    ) -> list[Record]:
+        """Records to list as known answers in a question asked on ``iface`` (RFC 6762 §7.1).
+
+        Only those with more than half their TTL left, with the remaining TTL: a responder
+        then stays quiet about them, so a repeated browse costs only the news.
+        """
+        key = name_key(name)
+        found = []
+        for (entry_name, entry_type, _), entry in self._by_iface.get(iface, {}).items():
+            if entry_name != key or rtype not in (RType.ANY, entry_type):
+                continue
+            left = entry.expires_at - now
+            if left > entry.record.ttl / 2:
+                found.append(entry.record.with_ttl(int(left)))
+        return found
+
     def has_name(
         self, now: float, name: str | DNSLabel, *, synthesize_reverse: bool = False
     ) -> bool:

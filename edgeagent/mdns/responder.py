@@ -92,6 +92,7 @@ class RecordCache(Protocol):
 
     def insert(self, now: float, iface_name: str, record: Record, /, *, source: str) -> bool: ...
     def expire(self, now: float, /) -> object: ...
+    def known_answers(self, now: float, iface: str, name: str, rtype: int, /) -> list[Record]: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,11 +350,22 @@ class Responder:
         """A one-shot QM question on every interface and family; answers land in the cache."""
         if self._state is not EngineState.RUNNING:
             return []
-        message = _message(response=False)
-        message.add_question(DNSQuestion(name, rtype, CLASS_IN))
-        payload = _pack(message)
         out: list[Effect] = []
-        for state in self._ifaces.values():
+        for iface, state in self._ifaces.items():
+            # RFC 6762 §7.1: list what we already know, so only news is answered; a list too
+            # long for one packet is cut (fewer suppressed answers, never a lost question).
+            known = (
+                [] if self._cache is None else self._cache.known_answers(now, iface, name, rtype)
+            )
+            while True:
+                message = _message(response=False)
+                message.add_question(DNSQuestion(name, rtype, CLASS_IN))
+                for record in known:
+                    message.add_answer(record.to_rr())
+                payload = _pack(message)
+                if len(payload) <= self._max_packet or not known:
+                    break
+                known = known[: len(known) * 3 // 4]
             for family in state.families():
                 self._send(now, state, family, dest=None, payload=payload, out=out)
         return out

@@ -349,3 +349,14 @@ def test_a_received_reverse_ptr_wins_over_synthesized_ones() -> None:
     cache.insert(1.0, "eth0", ptr_record("9.0.0.10.in-addr.arpa", "edge.local", 120, unique=True))
     answered = cache.lookup(2.0, "9.0.0.10.in-addr.arpa", RType.PTR, synthesize_reverse=True)
     assert [r.data_text for r in answered] == ["edge.local."]
+
+
+def test_known_answers_are_per_interface_and_past_half_ttl_only() -> None:
+    cache = Cache()
+    cache.insert(0.0, "eth0", ptr_record("_x._tcp.local", "a._x._tcp.local", 120))
+    cache.insert(50.0, "eth0", ptr_record("_x._tcp.local", "b._x._tcp.local", 120))
+    cache.insert(0.0, "wlan0", ptr_record("_x._tcp.local", "c._x._tcp.local", 120))
+    known = cache.known_answers(70.0, "eth0", "_x._tcp.local", RType.PTR)
+    # a has 50 s of 120 left (< half): not listed; b has 100 s left; c is on another link.
+    assert [(r.data_text, r.ttl) for r in known] == [("b._x._tcp.local.", 100)]
+    assert cache.known_answers(70.0, "eth1", "_x._tcp.local", RType.PTR) == []

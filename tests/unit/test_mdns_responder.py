@@ -50,6 +50,9 @@ class FakeCache:
     def expire(self, now: float) -> None:
         self.expired.append(now)
 
+    def known_answers(self, now: float, iface: str, name: str, rtype: int) -> list[Record]:
+        return []
+
 
 def make_table(*services: ServiceSpec, host: str = "edge") -> RecordTable:
     return RecordTable(hosts=[host], services=list(services), ttl=120)
@@ -751,3 +754,29 @@ def test_direct_unicast_query_from_5353_gets_a_unicast_mdns_reply() -> None:
     reply = parse(out[0])
     assert reply.header.id == 0
     assert all(rr.rclass & CACHE_FLUSH for rr in reply.rr)  # an mDNS reply, not legacy
+
+
+def test_query_lists_known_answers_and_cuts_them_to_one_packet() -> None:
+    from edgeagent.dns.records import ptr_record
+    from edgeagent.mdns.cache import Cache
+
+    cache = Cache()
+    responder = Responder(make_table(), rng=MidRng(), cache=cache)
+    responder.set_interfaces(0.0, (ETH0,))
+    responder.start(0.0)
+    for i in range(3):
+        cache.insert(0.0, "eth0", ptr_record("_x._tcp.local", f"peer{i}._x._tcp.local", 120))
+    send = next(x for x in sends(responder.query(1.0, "_x._tcp.local", RType.PTR)) if x.family == 4)
+    packet = parse(send)
+    assert [str(q.qname) for q in packet.questions] == ["_x._tcp.local."]
+    assert sorted(str(rr.rdata) for rr in packet.rr) == [
+        f"peer{i}._x._tcp.local." for i in range(3)
+    ]
+    assert all(rr.ttl == 119 for rr in packet.rr)
+    for i in range(3, 80):  # far more than fit in one packet
+        cache.insert(
+            0.0, "eth0", ptr_record("_x._tcp.local", f"peer{i}-with-a-long-name._x._tcp.local", 120)
+        )
+    send = next(x for x in sends(responder.query(1.0, "_x._tcp.local", RType.PTR)) if x.family == 4)
+    assert len(send.payload) <= 1460
+    assert 3 < len(parse(send).rr) < 80

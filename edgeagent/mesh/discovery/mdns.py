@@ -203,6 +203,7 @@ class MdnsDiscovery:
         self._self_id = ctx.self_id
         self._clock = ctx.clock
         self.poll_interval = poll_interval
+        self.coalesce = 0.1  # seconds gathering cache changes before one scan
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
         self.query_timeout = query_timeout
@@ -250,9 +251,12 @@ class MdnsDiscovery:
                 generation = current
                 next_refresh = now + self._dedup.refresh / 2
                 self.scan(report)
-            # Woken by the cache itself: a peer's announcement is acted on at once.
+            # Woken by the cache itself, so a peer's announcement is acted on at once; then a
+            # short pause gathers the burst of records that comes with it (one scan reads the
+            # whole cache: at 50 peers, scanning per record would cost more than the news).
             wait = max(self.poll_interval, next_refresh - self._clock())
             await self._mdns.wait_cache_change(current, timeout=wait)
+            await asyncio.sleep(self.coalesce)
 
     async def _query_loop(self) -> None:
         # A question asked before the first interface snapshot goes out nowhere, and the next
