@@ -60,6 +60,7 @@ from edgeagent.mesh.messages import (
     encode,
 )
 from edgeagent.mesh.roles import role_table
+from edgeagent.net.model import interface_selected
 
 log = logging.getLogger("edgeagent.mesh")
 
@@ -69,6 +70,7 @@ RequestHandler = Callable[[str, Any], Awaitable[Any]]
 MAX_PENDING_REQUESTS = 256
 MAX_HANDLING = 32
 MAX_SEEN = 1024
+ADDRESS_CHECK_INTERVAL = 2.0  # seconds between looks at our own interface addresses
 MAX_HELD = 256  # unverified senders whose latest frame waits for their challenge answer
 MAX_DATAGRAM = 9000  # larger datagrams are not ours: drop before spending an HMAC on them
 
@@ -164,6 +166,7 @@ class ClusterLink:
         self._wakeup = asyncio.Event()
         self._pending: dict[int, _Pending] = {}
         self._held: dict[str, tuple[OpenedFrame, list[Message], Address]] = {}
+        self._addresses_checked = 0.0
         self._request_ids = itertools.count(1)
         self._handling = 0
         self._listeners: list[Callable[[MemberEvent], None]] = []
@@ -177,6 +180,7 @@ class ClusterLink:
             self._transport, _ = await loop.create_datagram_endpoint(
                 lambda: _LinkProtocol(self), sock=sock
             )
+            self._refresh_addresses(time.monotonic())
             self._execute(self.membership.start(time.monotonic()))
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -458,8 +462,27 @@ class ClusterLink:
             # uvloop raises ValueError for addresses of another family.
             self.stats.send_errors += 1
 
+    def _refresh_addresses(self, now: float) -> None:
+        """Gossip our own IPv4 addresses on the cluster's interfaces, so a member that hears
+        of us only through others still knows where we are (a DHCP change bumps it)."""
+        self._addresses_checked = now
+        mdns = self._context.mdns
+        if mdns is None:
+            return
+        selected = self.cluster.interfaces
+        addresses = [
+            address
+            for iface in mdns.interfaces
+            if interface_selected(iface.name, selected.include, selected.exclude)
+            for address in iface.ipv4
+        ]
+        if addresses:
+            self._execute(self.membership.set_addresses(now, addresses))
+
     async def _run_timer(self) -> None:
         while True:
+            if time.monotonic() - self._addresses_checked >= ADDRESS_CHECK_INTERVAL:
+                self._refresh_addresses(time.monotonic())
             deadline = self.membership.next_deadline()
             self._wakeup.clear()
             now = time.monotonic()
@@ -467,8 +490,8 @@ class ClusterLink:
                 self._execute(self.membership.on_timer(now))
                 continue
             with contextlib.suppress(TimeoutError):
-                wait = None if deadline is None else deadline - now
-                async with asyncio.timeout(wait):
+                wait = ADDRESS_CHECK_INTERVAL if deadline is None else deadline - now
+                async with asyncio.timeout(min(wait, ADDRESS_CHECK_INTERVAL)):
                     await self._wakeup.wait()
 
 
