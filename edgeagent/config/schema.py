@@ -753,35 +753,49 @@ def parse_peer_address(text: str, default_port: int) -> tuple[str, int]:
 
     The host is an IP address or a DNS name. Raises ValueError with a readable message.
     """
-    host, port_text = text, None
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise ValueError("missing ']' after the IPv6 address")
-        host, rest = text[1:close], text[close + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("expected ':port' after ']'")
-            port_text = rest[1:]
+    host, port_text, bracketed = split_host_port(text)
+    if bracketed:
         try:
             if ipaddress.ip_address(host.split("%", 1)[0]).version != 6:
                 raise ValueError("brackets are for IPv6 addresses")
         except ValueError:
             raise ValueError(f"{host!r} is not an IPv6 address") from None
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:
+    elif ":" in host:
         raise ValueError("write an IPv6 address with its port as '[v6]:port'")
     if not _is_ip(host) and dns_name_problem(host) is not None:
         raise ValueError(f"{host!r} is neither an IP address nor a host name")
-    port = default_port
-    if port_text is not None:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ValueError(f"port {port_text!r} is not between 1 and 65535")
-        port = int(port_text)
+    port = parse_port(port_text, default_port)
     if _is_ip(host):
         return str(ipaddress.ip_address(host)), port
     return host.lower().removesuffix("."), port
+
+
+def split_host_port(text: str) -> tuple[str, str | None, bool]:
+    """``[v6]:port``, ``host:port`` or a bare host -> (host, port text or None, bracketed).
+
+    A bare text with several colons (an IPv6 address without port) comes back whole.
+    """
+    if not text.startswith("["):
+        if text.count(":") == 1:
+            host, port_text = text.split(":")
+            return host, port_text, False
+        return text, None, False
+    close = text.find("]")
+    if close < 0:
+        raise ValueError("missing ']' after the IPv6 address")
+    host, rest = text[1:close], text[close + 1 :]
+    if rest and not rest.startswith(":"):
+        raise ValueError("expected ':port' after ']'")
+    return host, (rest[1:] if rest else None), True
+
+
+def parse_port(port_text: str | None, default: int) -> int:
+    """A port from its text (1..65535), or ``default`` when there is none."""
+    if port_text is None:
+        return default
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not between 1 and 65535")
+    return int(port_text)
 
 
 def format_peer(host: str, port: int) -> str:
@@ -1255,30 +1269,14 @@ def parse_upstream_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress
 
     Raises ValueError with a readable message. The DNS bridge uses this to read upstreams.
     """
-    host, port_text = text, None
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise ValueError("missing ']' after the IPv6 address")
-        host, rest = text[1:close], text[close + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("expected ':port' after ']'")
-            port_text = rest[1:]
-        if ":" not in host:
-            raise ValueError("brackets are for IPv6 addresses")
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
+    host, port_text, bracketed = split_host_port(text)
+    if bracketed and ":" not in host:
+        raise ValueError("brackets are for IPv6 addresses")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"{host!r} is not an IP address") from None
-    port = 53
-    if port_text is not None:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ValueError(f"port {port_text!r} is not between 1 and 65535")
-        port = int(port_text)
-    return address, port
+    return address, parse_port(port_text, 53)
 
 
 def format_upstream(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
