@@ -23,6 +23,13 @@ Failure detection is SWIM as memberlist does it, with Lifeguard:
   * log(c+1)/log(k+1)``, reaching ``min`` after ``k = suspicion_mult - 2`` confirmations (k = 0,
   i.e. ``min`` at once, when fewer than k other members could confirm). When it runs out the
   member is *dead*.
+- Helping a suspect refute (beyond memberlist): the member that starts a suspicion also sends
+  it straight to the suspect; a member that hears of a suspicion from others probes the suspect
+  next, out of round-robin order (its failure is a confirmation within one probe interval, its
+  success tells the suspect about the rumour); a refutation goes straight to every live member
+  (up to ``MAX_DIRECT_REFUTES``) as well as into gossip. Refuting thus takes one round trip
+  instead of a few gossip rounds, which is what lets the suspicion period (and the probe
+  interval) be short without false "dead" verdicts under loss.
 - Incarnation rules: alive(i) overrides suspect/dead(j) iff i > j; suspect(i) overrides
   alive(j) iff i ≥ j; dead(i) overrides alive/suspect(j) iff i ≥ j; left(i) overrides
   everything but left iff i ≥ j and is final for that incarnation (only alive(i+1) revives it).
@@ -119,6 +126,7 @@ __all__ = [
 
 MAX_ADDRESSES = 8
 MAX_PENDING_JOINS = 64
+MAX_DIRECT_REFUTES = 64  # a refutation goes straight to this many members; gossip does the rest
 RTT_ALPHA = 0.125  # RFC 6298 §2.3 smoothing, as TCP does for SRTT
 
 
@@ -416,6 +424,9 @@ class Membership:
                 probe = self._probe
                 if probe and probe.seq == message.seq and probe.target == message.target_id:
                     self._probe_succeeded(now, direct=False)
+                    target = self._members.get(probe.target)
+                    if target is not None and target.state is MemberState.SUSPECT:
+                        self._tell_suspect(target, out)
             case PingReq():
                 self._on_ping_req(now, sender_id, src, message, out)
             case Join():
@@ -516,6 +527,8 @@ class Membership:
             if target is not None and target.state in _LIVE:
                 update = target.update(MemberState.SUSPECT, target.incarnation, by=self.self_id)
                 self._apply(now, update, out, merge=False)
+                # If only our path to it is bad, it hears this at once and refutes.
+                self._tell_suspect(target, out)
         if now >= self._next_probe and self._probe is not None:
             # Still waiting (a late wake-up granted grace): one probe at a time.
             self._next_probe = self._probe.fail_at
@@ -558,6 +571,9 @@ class Membership:
                     sample if member.rtt is None else member.rtt + RTT_ALPHA * (sample - member.rtt)
                 )
             self._probe_succeeded(now, direct=True)
+            if member is not None and member.state is MemberState.SUSPECT:
+                # It answers us but others suspect it: make sure it knows, so it refutes now.
+                self._tell_suspect(member, out)
             return
         relay = self._relays.pop(seq, None)
         if relay is not None and relay.target == sender_id and now <= relay.expires:
@@ -585,6 +601,27 @@ class Membership:
             addrs.append(known.addr())
         for addr in addrs:
             self._send(addr, [Ping(self._seq, message.target_id)], out, gossip=True)
+
+    def _tell_suspect(self, member: _Member, out: list[Effect]) -> None:
+        """Send a suspect member the suspicion we hold about it, so it can refute."""
+        if member.state is MemberState.SUSPECT and member.addresses:
+            update = member.update(MemberState.SUSPECT, member.incarnation, by=self.self_id)
+            out.append(SendTo(member.addr(), (update,)))
+
+    def _probe_soon(self, member: _Member) -> None:
+        """Probe a member someone else suspects next, out of round-robin order.
+
+        Our own verdict either confirms the suspicion (shortening it towards the minimum, as
+        Lifeguard intends, but in one probe interval instead of whenever our round-robin gets
+        there) or, if it answers, tells it about the rumour so it refutes.
+        """
+        order = self._probe_order
+        pending = order[self._probe_index :]
+        if pending[:1] == [member.device_id]:
+            return
+        if member.device_id in pending:
+            order.pop(self._probe_index + pending.index(member.device_id))
+        order.insert(self._probe_index, member.device_id)
 
     def _change_health(self, delta: int) -> None:
         self._health = min(max(self._health + delta, 0), self._timing.max_local_health - 1)
@@ -631,7 +668,7 @@ class Membership:
 
     def _apply(self, now: float, update: MemberUpdate, out: list[Effect], *, merge: bool) -> None:
         if update.device_id == self.self_id:
-            self._about_us(update)
+            self._about_us(now, update, out)
             return
         state = update.state
         if merge and state is MemberState.DEAD:
@@ -699,6 +736,8 @@ class Membership:
         if state is MemberState.SUSPECT:
             self._start_suspicion(now, member, update.by or "?")
             self._emit(now, EventKind.SUSPECT, member, out)
+            if update.by != self.self_id:
+                self._probe_soon(member)
         elif state is MemberState.ALIVE:
             kind = EventKind.JOINED if old is MemberState.LEFT else EventKind.ALIVE
             self._emit(now, kind, member, out)
@@ -713,16 +752,25 @@ class Membership:
             if self._probe is not None and self._probe.target == member.device_id:
                 self._probe = None
 
-    def _about_us(self, update: MemberUpdate) -> None:
+    def _about_us(self, now: float, update: MemberUpdate, out: list[Effect]) -> None:
         refute = update.state is not MemberState.ALIVE and update.incarnation >= self._incarnation
         refute = refute or update.incarnation > self._incarnation
-        if refute:
-            # SWIM §4.2 / memberlist refute(): only we may raise our incarnation. Being
-            # suspected hints that we are slow to answer: Lifeguard raises local health too.
-            self._incarnation = update.incarnation + 1
-            if update.state is not MemberState.ALIVE:
-                self._change_health(+1)
-            self._queue(self._self_update(MemberState.ALIVE))
+        if not refute:
+            return
+        # SWIM §4.2 / memberlist refute(): only we may raise our incarnation. Being suspected
+        # hints that we are slow to answer: Lifeguard raises local health too.
+        self._incarnation = update.incarnation + 1
+        alive = self._self_update(MemberState.ALIVE)
+        self._queue(alive)
+        if update.state is MemberState.ALIVE:
+            return
+        self._change_health(+1)
+        # Every member holding the rumour runs its own suspicion clock, and gossip reaches the
+        # last of them only after a few rounds. A refutation is rare and the whole point of the
+        # suspicion period, so it also goes straight to every live member (one datagram each):
+        # under loss each member still has the gossip copies as a second chance.
+        for member in self._random_members(MAX_DIRECT_REFUTES, _LIVE):
+            out.append(SendTo(member.addr(), (alive,)))
 
     def _refresh_addresses(self, member: _Member, update: MemberUpdate) -> None:
         if update.addresses:

@@ -58,7 +58,7 @@ def test_no_mesh_key_gives_one_observe_only_mdns_cluster() -> None:
 
 def test_memberlist_lan_like_timing_defaults() -> None:
     cluster = ClusterConfig()
-    assert (cluster.probe_interval, cluster.probe_timeout) == (1.0, 0.5)
+    assert (cluster.probe_interval, cluster.probe_timeout) == (0.5, 0.25)
     assert (cluster.indirect_checks, cluster.suspicion_mult) == (3, 4)
     assert (cluster.gossip_interval, cluster.gossip_fanout) == (0.2, 3)
     assert (cluster.push_pull_interval, cluster.reap_after) == (30.0, 3600.0)
@@ -305,7 +305,7 @@ def test_probe_timeout_must_be_shorter_than_the_interval(tmp_path: Path) -> None
     )
     path = write(tmp_path, "mesh:\n  clusters:\n    - {probe_interval: 200ms}\n")
     assert issues_of(path) == [
-        f"{path}:3: mesh.clusters[0].probe_interval: must be longer than probe_timeout (0.5s)"
+        f"{path}:3: mesh.clusters[0].probe_interval: must be longer than probe_timeout (0.25s)"
     ]
 
 

@@ -959,3 +959,108 @@ def test_rediscovering_a_live_member_sends_nothing() -> None:
     assert m.discovered(1.0, ["10.0.0.2"], PORT) == []  # static peers come without an id
     assert m.discovered(1.0, ["10.0.0.1"], PORT, "a") == []  # ourselves
     assert m.discovered(1.0, ["10.0.0.8"], PORT)  # someone new
+
+
+# --------------------------------------------------------------------------------------------
+# Helping a suspect refute (our additions to memberlist, see the module docstring)
+
+
+def cluster_of(peers: int) -> Membership:
+    """``a`` with alive members p0..p{peers-1} at 10.0.1.i, at t=0."""
+    m = Membership("a", "a", PORT, rng=random.Random(5), meta={})
+    m.start(0.0)
+    entries = tuple(
+        MemberUpdate(f"p{i}", MemberState.ALIVE, 0, (f"10.0.1.{i}",), PORT, 0, f"p{i}")
+        for i in range(peers)
+    )
+    m.on_message(0.0, "p0", ("10.0.1.0", PORT), Sync(entries, False))
+    return m
+
+
+def direct_updates(effects: list[Effect], device_id: str) -> list[tuple[str, MemberUpdate]]:
+    """(destination ip, update) for every update about ``device_id`` sent on its own."""
+    return [
+        (e.addr[0], x)
+        for e in effects
+        if isinstance(e, SendTo) and len(e.messages) == 1
+        for x in e.messages
+        if isinstance(x, MemberUpdate) and x.device_id == device_id
+    ]
+
+
+def test_the_member_we_start_to_suspect_is_told_directly() -> None:
+    m = joined_pair(SwimTiming(gossip_fanout=0))  # no gossip rounds: only the direct word
+    effects: list[Effect] = []
+    t = 0.0
+    while m.member("b").state is MemberState.ALIVE:  # type: ignore[union-attr]
+        t = m.next_deadline() or t
+        effects = m.on_timer(t)  # b never answers
+    # in the same step that makes it a suspect, not at the next gossip round
+    assert any(isinstance(e, Emit) and e.event.kind == "suspect" for e in effects)
+    told = direct_updates(effects, "b")
+    assert ("10.0.0.2", MemberState.SUSPECT, "a") in [(ip, u.state, u.by) for ip, u in told]
+
+
+def test_a_refutation_goes_straight_to_every_live_member() -> None:
+    m = cluster_of(6)
+    rumour = MemberUpdate("a", MemberState.SUSPECT, 0, (), PORT, 0, "a", "p1")
+    effects = m.on_message(1.0, "p1", ("10.0.1.1", PORT), rumour)
+    told = direct_updates(effects, "a")
+    assert sorted(ip for ip, _ in told) == [f"10.0.1.{i}" for i in range(6)]
+    assert all(u.state is MemberState.ALIVE and u.incarnation == 1 for _, u in told)
+    # hearing that we are alive with a newer incarnation (a restart) is gossiped, not broadcast
+    newer = MemberUpdate("a", MemberState.ALIVE, 5, (), PORT, 0, "a")
+    assert direct_updates(m.on_message(2.0, "p1", ("10.0.1.1", PORT), newer), "a") == []
+
+
+def test_a_member_suspected_by_another_is_probed_next() -> None:
+    m = cluster_of(8)
+    t, ping = run_to_ping(m)  # one ordinary probe, answered
+    m.on_message(t + 0.001, ping.target_id, ("10.0.1.0", PORT), Ack(ping.seq))
+    suspect = next(f"p{i}" for i in range(8) if f"p{i}" != ping.target_id)
+    rumour = MemberUpdate(suspect, MemberState.SUSPECT, 0, (), PORT, 0, suspect, "p9")
+    m.on_message(t + 0.1, "p9", ("10.0.1.9", PORT), rumour)
+    _, next_ping = run_to_ping(m)
+    assert next_ping.target_id == suspect
+
+
+def test_a_suspect_that_answers_our_probe_hears_of_the_suspicion() -> None:
+    m = cluster_of(3)
+    rumour = MemberUpdate("p2", MemberState.SUSPECT, 0, ("10.0.1.2",), PORT, 0, "p2", "p1")
+    m.on_message(0.5, "p1", ("10.0.1.1", PORT), rumour)
+    t, ping = run_to_ping(m)
+    assert ping.target_id == "p2"
+    effects = m.on_message(t + 0.01, "p2", ("10.0.1.2", PORT), Ack(ping.seq))
+    told = direct_updates(effects, "p2")
+    assert [(ip, u.state) for ip, u in told] == [("10.0.1.2", MemberState.SUSPECT)]
+
+
+@pytest.mark.parametrize("n", [5, 20])
+def test_at_half_second_probing_a_crash_is_dead_faster_than_memberlists_formula(n: int) -> None:
+    timing = SwimTiming(probe_interval=0.5, probe_timeout=0.25)
+    memberlist = 1.0 * (1 + 4 * math.log10(n + 1))  # its LAN defaults, best case
+    took = []
+    for seed in range(5):
+        net = SimNet(seed=300 + seed, timing=timing)
+        nodes = net.cluster(n, settle=10.0)
+        victim = nodes[1]
+        others = [x for x in nodes if x is not victim]
+        net.crash(victim)
+        took.append(
+            net.run_until_true(
+                lambda net=net, others=others, victim=victim: all(
+                    net.state(x, victim.device_id) is MemberState.DEAD for x in others
+                ),
+                limit=30.0,
+            )
+        )
+    assert sorted(took)[len(took) // 2] < memberlist, took
+
+
+def test_no_false_deaths_under_ten_percent_loss_at_half_second_probing() -> None:
+    net = SimNet(seed=11, timing=SwimTiming(probe_interval=0.5, probe_timeout=0.25))
+    nodes = net.cluster(10, settle=10.0)
+    net.loss = 0.10
+    net.run_for(600.0)
+    assert [e for x in nodes for e in x.events if e.kind == EventKind.DEAD] == []
+    assert [e for x in nodes for e in x.events if e.kind == EventKind.SUSPECT]  # it was tested
