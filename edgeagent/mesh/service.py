@@ -295,11 +295,12 @@ class ClusterLink:
             return
         now = time.monotonic()
         key = candidate.device_id or ",".join(candidate.addresses)
-        reason = (
-            "this device has no key for the cluster (observe-only)"
-            if not self._keyed
-            else "discovered; no authenticated frame from it yet"
-        )
+        if not self._keyed:
+            reason = "this device has no key for the cluster (observe-only)"
+        elif candidate.observe_only:
+            reason = "it has no key for the cluster (observe-only)"
+        else:
+            reason = "discovered; no authenticated frame from it yet"
         if key not in self.seen and len(self.seen) >= MAX_SEEN:
             oldest = min(self.seen, key=lambda k: self.seen[k].last_seen)
             del self.seen[oldest]
@@ -307,7 +308,7 @@ class ClusterLink:
         # The peer link is IPv4 for now (one AF_INET socket per cluster); IPv6 candidates,
         # link-local ones with their %scope included, are listed but not dialled.
         reachable = tuple(a for a in candidate.addresses if _is_ipv4(a))
-        if self._keyed and reachable:
+        if self._keyed and reachable and not candidate.observe_only:
             self._execute(
                 self.membership.discovered(now, reachable, candidate.port, candidate.device_id)
             )

@@ -113,6 +113,16 @@ def test_wrong_key_and_no_key_devices_never_become_members(lab: Lab, tmp_path: P
         seen = states(agents[name])
         assert seen.get("wrong") in (None, "seen")
         assert seen.get("nokey") in (None, "seen")
+    # Keyed devices list the key-less one as seen and say why (it announces observe-only).
+    wait_until(
+        lambda: any(r.get("hostname") == "nokey" for r in peers(agents["k1"])), 10, "nokey seen"
+    )
+    (nokey,) = [r for r in peers(agents["k1"]) if r.get("hostname") == "nokey"]
+    assert (nokey["state"], nokey["reason"]) == (
+        "seen",
+        "it has no key for the cluster (observe-only)",
+    )
+    assert agents["nokey"].info()["peers"]["clusters"]["greenhouse"]["stats"]["datagrams"] == 0
     # The device without a key observes the others, and says why they are not members.
     observed = peers(agents["nokey"])
     assert {r["hostname"] for r in observed} >= {"k1", "k2", "k3"}

@@ -60,10 +60,13 @@ def agent_records(
     clusters: str | None,
     addresses: tuple[str, ...] = (),
     proto: str = "1",
+    observe: str | None = None,
 ) -> list[Record]:
     """What an agent announces: PTR, SRV, TXT and its host's addresses."""
     name = f"{instance}.{AGENT_SERVICE}"
     txt = [b"version=0.1.0", f"proto={proto}".encode()]
+    if observe is not None:
+        txt.append(f"observe={observe}".encode())
     if device_id is not None:
         txt.append(f"id={device_id}".encode())
     if clusters is not None:
@@ -89,7 +92,10 @@ def cache_with(*per_iface: tuple[str, list[Record]], now: float = 100.0) -> Cach
 
 # -- TXT ----------------------------------------------------------------------------------------
 def test_agent_txt_carries_id_version_proto_and_clusters() -> None:
-    clusters = [ClusterConfig(name="greenhouse", port=4370), ClusterConfig(name="lab", port=4371)]
+    clusters = [
+        ClusterConfig(name="greenhouse", port=4370, key=b"k" * 32),
+        ClusterConfig(name="lab", port=4371, key=b"k" * 32),
+    ]
     assert agent_txt("abc123", "0.1.0", clusters) == {
         "id": "abc123",
         "version": "0.1.0",
@@ -97,6 +103,37 @@ def test_agent_txt_carries_id_version_proto_and_clusters() -> None:
         "clusters": "greenhouse:4370,lab:4371",
     }
     assert "clusters" not in agent_txt("abc123", "0.1.0", [])
+
+
+def test_agent_txt_names_the_clusters_it_only_observes() -> None:
+    clusters = [
+        ClusterConfig(name="greenhouse", port=4370),
+        ClusterConfig(name="lab", port=4371, key=b"k" * 32),
+        ClusterConfig(name="barn", port=4372),
+    ]
+    txt = agent_txt("abc123", "0.1.0", clusters)
+    assert txt["clusters"] == "greenhouse:4370,lab:4371,barn:4372"
+    assert txt["observe"] == "greenhouse,barn"
+
+
+def test_browse_marks_peers_that_only_observe_the_cluster() -> None:
+    cache = cache_with(
+        (
+            "eth0",
+            agent_records(
+                "edge-1",
+                "edge-1",
+                device_id="dev1",
+                clusters="greenhouse:4400,lab:4401",
+                addresses=("10.0.0.1",),
+                observe="lab",
+            ),
+        )
+    )
+    (greenhouse,) = browse(cache.entries(100.0), cluster="greenhouse", self_id="me").sightings
+    (lab,) = browse(cache.entries(100.0), cluster="lab", self_id="me").sightings
+    assert not greenhouse.candidate.observe_only
+    assert lab.candidate.observe_only
 
 
 def test_parse_txt_follows_rfc_6763() -> None:

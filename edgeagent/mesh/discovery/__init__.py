@@ -41,6 +41,7 @@ class Candidate:
     ``addresses`` are IP texts, IPv4 first; an IPv6 link-local address carries its zone
     (``fe80::1%eth0``). ``device_id`` is None when the source cannot know it (static, dns).
     ``proto`` is the mesh protocol version the peer announced (mDNS TXT ``proto``), if any.
+    ``observe_only`` is True when the peer said it has no key for the cluster (TXT ``observe``).
     """
 
     cluster: str
@@ -50,6 +51,7 @@ class Candidate:
     port: int
     source: str
     proto: int | None = None
+    observe_only: bool = False
 
 
 Report = Callable[[Candidate], None]

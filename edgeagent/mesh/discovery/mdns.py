@@ -4,11 +4,13 @@ Theory of operation
 -------------------
 Every agent advertises one ``_edgeagent._tcp`` service whose TXT record (built by
 :func:`agent_txt`) carries ``id=<device id>``, ``version=``, ``proto=1`` and
-``clusters=<name>:<port>,...``. Browsing is reading that service from the cache of our own
-``MdnsService`` (one mDNS stack per process: python-zeroconf would be a second responder on
-5353). The cache is kept per interface, and a peer answers on each link with that link's
-addresses, so we learn each peer's address *on the interface we share with it*; Serf's mDNS
-discovery (hashicorp/mdns) takes whatever address the first answer carried.
+``clusters=<name>:<port>,...``, plus ``observe=<name>,...`` for the clusters it holds no key for
+(observe-only: keyed peers list it as seen with that reason and do not try to join it). Browsing
+is reading that service from the cache of our own ``MdnsService`` (one mDNS stack per process:
+python-zeroconf would be a second responder on 5353). The cache is kept per interface, and a
+peer answers on each link with that link's addresses, so we learn each peer's address *on the
+interface we share with it*; Serf's mDNS discovery (hashicorp/mdns) takes whatever address the
+first answer carried.
 
 Two loops run for each cluster:
 
@@ -66,6 +68,11 @@ def agent_txt(device_id: str, version: str, clusters: Sequence[ClusterConfig]) -
     txt = {"id": device_id, "version": version, "proto": str(MESH_PROTO)}
     if clusters:
         txt["clusters"] = ",".join(f"{c.name}:{c.port}" for c in clusters)
+    observing = [c.name for c in clusters if c.key is None]
+    if observing:
+        # Clusters we hold no key for: keyed peers list us as seen and never dial us. The
+        # string is a subset of clusters=, so it fits the same 255 bytes.
+        txt["observe"] = ",".join(observing)
     return txt
 
 
@@ -165,6 +172,7 @@ def browse(
             missing.extend(((target, RType.A), (target, RType.AAAA)))
             continue
         proto_text = txt.get("proto", "")
+        observing = {n.strip() for n in txt.get("observe", "").split(",")}
         candidate = Candidate(
             cluster=cluster,
             device_id=device_id,
@@ -173,6 +181,7 @@ def browse(
             port=port,
             source=SOURCE,
             proto=int(proto_text) if proto_text.isdigit() else None,
+            observe_only=cluster in observing,
         )
         key = device_id or instance.lower()
         sightings.setdefault(key, Sighting(key, candidate))
