@@ -54,6 +54,10 @@ state as ``Sync`` chunks and our ``Meta``; the answer to a ``Join`` (or to a ``S
 except that ``dead`` is read as ``suspect`` (memberlist's ``mergeState``: a stale full state
 must not kill anyone). Every ``push_pull_interval`` (jittered) a random alive member gets
 ``Sync(reply=True)``. Unanswered joins are retried ``join_attempts`` times with doubling delays.
+A device with no members yet joins at most ``JOIN_FANOUT`` discovered devices at once; devices
+discovered later are joined only if gossip has not introduced them within ``join_defer`` to
+twice that (so 50 devices starting together make ~150 joins, not 2,450). The same goes for a
+message from a device we do not know (it heard of us by gossip before we heard of it).
 
 Rejoin: dead and left members get a join (``Join`` + ``Sync``) every ``rejoin_interval``,
 doubling up to ``rejoin_max_interval``, so after a partition heals the other side hears it was
@@ -126,6 +130,7 @@ __all__ = [
 
 MAX_ADDRESSES = 8
 MAX_PENDING_JOINS = 64
+JOIN_FANOUT = 3  # joins at once by a device with no members yet; their answers bring the rest
 MAX_DIRECT_REFUTES = 64  # a refutation goes straight to this many members; gossip does the rest
 RTT_ALPHA = 0.125  # RFC 6298 §2.3 smoothing, as TCP does for SRTT
 
@@ -154,6 +159,9 @@ class SwimTiming:
     late_wakeup: float = 0.25  # on_timer this much after its deadline counts as "we were busy"
     join_retry: float = 1.0  # first retry of an unanswered join, doubling
     join_attempts: int = 4
+    # A device discovered while we already have members (or JOIN_FANOUT joins under way) is
+    # joined only if gossip has not brought it within join_defer..2*join_defer seconds.
+    join_defer: float = 1.0
     meta_retry: float = 2.0
     sync_answer_interval: float = 1.0  # at most one full-state answer per sender this often
 
@@ -268,6 +276,7 @@ class Membership:
         self._seq = 0
         self._relays: dict[int, _Relay] = {}
         self._pending_joins: dict[Address, _PendingJoin] = {}
+        self._deferred_joins: dict[str, _DeferredJoin] = {}
         self._sync_answered: dict[str, float] = {}
         self._health = 0
 
@@ -384,6 +393,9 @@ class Membership:
         if device_id is not None:
             known = self._members.get(device_id)
             if known is not None and known.state in _LIVE:
+                self._deferred_joins.pop(device_id, None)
+                return []
+            if known is None and self._defer_join(now, device_id, candidate_addresses, port):
                 return []
         # Without an id (static peers, DNS) an address where a live member answers is enough.
         live = {m.addr() for m in self._members.values() if m.state in _LIVE}
@@ -454,7 +466,7 @@ class Membership:
                 self._saw(now, added, src, out)  # it joined with this very message
             elif not isinstance(message, (Join, Sync, Leave)):
                 # It knows us and we do not know it (gossip missed us): join it.
-                self._maybe_join_unknown(now, src, out)
+                self._maybe_join_unknown(now, sender_id, src, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -468,6 +480,7 @@ class Membership:
         if probe is not None:
             times.append(probe.fail_at if probe.indirect_sent else probe.indirect_at)
         times.extend(p.due for p in self._pending_joins.values())
+        times.extend(d.due for d in self._deferred_joins.values())
         for member in self._members.values():
             if member.suspicion is not None:
                 times.append(member.suspicion.deadline)
@@ -491,6 +504,7 @@ class Membership:
         self._run_suspicions(now, out)
         self._run_rejoins(now, out)
         self._run_joins(now, out)
+        self._run_deferred_joins(now, out)
         self._run_meta_requests(now, out)
         self._reap(now)
         if now >= self._next_push_pull:
@@ -819,6 +833,42 @@ class Membership:
         pending.due = now + self._timing.join_retry * 2 ** (pending.attempts - 1)
         self._send_full_state(addr, out, reply=False, join=True)
 
+    def _defer_join(self, now: float, device_id: str, addresses: Sequence[str], port: int) -> bool:
+        """Put off joining a newly discovered device if gossip will likely introduce it.
+
+        With 50 devices starting together, everyone joining everyone is 2,450 full-state
+        exchanges; memberlist joins one seed and lets gossip do the rest. A device with no
+        members yet joins the first ``JOIN_FANOUT`` it finds at once (the answers carry the
+        whole cluster); anything found later waits ``join_defer`` to ``2 * join_defer`` and is
+        joined only if it is still unknown then (a lone device, another partition).
+        """
+        if device_id in self._deferred_joins:
+            deferred = self._deferred_joins[device_id]
+            deferred.addresses, deferred.port = tuple(addresses), port
+            return True
+        in_flight = len(self._pending_joins)
+        if self.alive_count() == 1 and in_flight < JOIN_FANOUT:
+            return False
+        if len(self._deferred_joins) >= MAX_PENDING_JOINS:
+            return False  # too many to track: join now, as before
+        due = now + self._timing.join_defer * self._rng.uniform(1.0, 2.0)
+        self._deferred_joins[device_id] = _DeferredJoin(tuple(addresses), port, due)
+        return True
+
+    def _run_deferred_joins(self, now: float, out: list[Effect]) -> None:
+        for device_id, deferred in list(self._deferred_joins.items()):
+            if now < deferred.due:
+                continue
+            del self._deferred_joins[device_id]
+            known = self._members.get(device_id)
+            if known is not None and known.state in _LIVE:
+                continue  # gossip brought it
+            for address in list(dict.fromkeys(deferred.addresses))[:4]:
+                addr = (address, deferred.port)
+                pending = self._pending_joins.get(addr)
+                if pending is None or now >= pending.due:
+                    self._start_join(now, addr, out)
+
     def _run_joins(self, now: float, out: list[Effect]) -> None:
         for addr, pending in list(self._pending_joins.items()):
             if now < pending.due:
@@ -828,9 +878,12 @@ class Membership:
             else:
                 self._start_join(now, addr, out)
 
-    def _maybe_join_unknown(self, now: float, src: Address, out: list[Effect]) -> None:
-        if src not in self._pending_joins:
-            self._start_join(now, src, out)
+    def _maybe_join_unknown(
+        self, now: float, sender_id: str, src: Address, out: list[Effect]
+    ) -> None:
+        if src in self._pending_joins or self._defer_join(now, sender_id, (src[0],), src[1]):
+            return
+        self._start_join(now, src, out)
 
     def _rejoin_now(self, now: float, member: _Member, out: list[Effect]) -> None:
         if now - member.last_nudge < self._timing.sync_answer_interval:
@@ -1133,6 +1186,13 @@ class _Relay:
     target: str
     requester_addr: Address
     expires: float
+
+
+@dataclass(slots=True)
+class _DeferredJoin:
+    addresses: tuple[str, ...]
+    port: int
+    due: float
 
 
 @dataclass(slots=True)

@@ -657,6 +657,8 @@ class MeshService:
                 "port": link.cluster.port,
                 "strategy": link.cluster.strategy,
                 "members": sum(1 for m in link.members() if m.state is MemberState.ALIVE),
+                "incarnation": link.membership.incarnation,
+                "local_health": link.membership.local_health,
                 "stats": asdict(link.stats),
             }
             for link in self.links

@@ -236,6 +236,19 @@ def test_singleton_role_moves_when_its_holder_dies(lab: Lab, tmp_path: Path) -> 
     )
 
 
+def timelines(agents: dict[str, AgentHandle]) -> str:
+    """Every agent's membership events and link counters, to explain a failure."""
+    lines = []
+    for name, agent in agents.items():
+        doc = agent.info()
+        ids = {p["device_id"]: p.get("hostname") for p in doc["peers"]["members"]}
+        for e in doc["peers"]["events"]:
+            lines.append(f"{e['at']:.3f} {name}: {ids.get(e['device_id'])} {e['kind']}")
+        for cluster in doc["peers"]["clusters"].values():
+            lines.append(f"{name} link {cluster}")
+    return "\n".join(sorted(lines))
+
+
 @pytest.mark.slow
 def test_ten_percent_loss_causes_no_false_deaths(lab: Lab, tmp_path: Path) -> None:
     names = [f"l{i}" for i in range(1, 6)]
@@ -258,7 +271,7 @@ def test_ten_percent_loss_causes_no_false_deaths(lab: Lab, tmp_path: Path) -> No
     while time.monotonic() < deadline:
         for name, agent in agents.items():
             bad = {h: s for h, s in states(agent).items() if s == "dead"}
-            assert not bad, f"{name} declared {bad} dead under 10% loss"
+            assert not bad, f"{name} declared {bad} dead under 10% loss:\n{timelines(agents)}"
         time.sleep(1)
     for agent in agents.values():
         events = agent.info()["peers"]["events"]

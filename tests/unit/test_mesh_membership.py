@@ -1064,3 +1064,74 @@ def test_no_false_deaths_under_ten_percent_loss_at_half_second_probing() -> None
     net.run_for(600.0)
     assert [e for x in nodes for e in x.events if e.kind == EventKind.DEAD] == []
     assert [e for x in nodes for e in x.events if e.kind == EventKind.SUSPECT]  # it was tested
+
+
+# --------------------------------------------------------------------------------------------
+# Joins when everyone discovers everyone (mDNS): a few joins, gossip does the rest
+
+
+def joins_in(effects: list[Effect]) -> list[tuple[str, int]]:
+    return [
+        e.addr
+        for e in effects
+        if isinstance(e, SendTo) and any(isinstance(x, Join) for x in e.messages)
+    ]
+
+
+def test_a_fresh_device_joins_a_few_discovered_devices_and_defers_the_rest() -> None:
+    m = Membership("a", "a", PORT, rng=random.Random(3), meta={})
+    m.start(0.0)
+    sent = []
+    for i in range(10):
+        sent += joins_in(m.discovered(0.1, [f"10.0.2.{i}"], PORT, f"d{i}"))
+    assert sent == [("10.0.2.0", PORT), ("10.0.2.1", PORT), ("10.0.2.2", PORT)]
+    # d0 answers with the whole cluster: d3..d8 are introduced, d9 is not
+    entries = tuple(
+        MemberUpdate(f"d{i}", MemberState.ALIVE, 0, (f"10.0.2.{i}",), PORT, 0, f"d{i}")
+        for i in range(9)
+    )
+    m.on_message(0.2, "d0", ("10.0.2.0", PORT), Sync(entries, False))
+    later: list[tuple[str, int]] = []
+    t = 0.2
+    while t < 2.5:
+        t = m.next_deadline() or 2.5
+        later += joins_in(m.on_timer(t))
+    joined_late = {addr for addr in later if addr[0] not in ("10.0.2.1", "10.0.2.2")}
+    assert joined_late == {("10.0.2.9", PORT)}
+
+
+def test_a_device_discovered_by_a_member_is_joined_only_if_gossip_does_not_bring_it() -> None:
+    m = cluster_of(2)
+    assert joins_in(m.discovered(1.0, ["10.0.1.7"], PORT, "p7")) == []
+    assert joins_in(m.discovered(1.0, ["10.0.1.8"], PORT, "p8")) == []
+    news = MemberUpdate("p7", MemberState.ALIVE, 0, ("10.0.1.7",), PORT, 0, "p7")
+    m.on_message(1.5, "p0", ("10.0.1.0", PORT), news)  # gossip introduces p7
+    joins: list[tuple[str, int]] = []
+    t = 1.0
+    while t < 3.5:
+        t = m.next_deadline() or 3.5
+        joins += [a for a in joins_in(m.on_timer(t)) if a[0] in ("10.0.1.7", "10.0.1.8")]
+    assert set(joins) == {("10.0.1.8", PORT)}  # (retried: nobody answers here)
+
+
+def test_fifty_devices_discovering_each_other_converge_with_few_joins() -> None:
+    net = SimNet(seed=21)
+    nodes = [net.add(f"n{i:02d}") for i in range(50)]
+    sent_joins = 0
+    original = net._apply
+
+    def counting(node: SimNode, effects: list[Effect]) -> None:
+        nonlocal sent_joins
+        sent_joins += len(joins_in(effects))
+        original(node, effects)
+
+    net._apply = counting  # type: ignore[method-assign]
+    # mDNS: every device sees every other's announcement, in a random order, within 0.5 s
+    pairs = [(a, b) for a in nodes for b in nodes if a is not b]
+    net.rng.shuffle(pairs)
+    for a, b in pairs:
+        net.discover(a, b, with_id=True)
+        net.run_for(0.5 / len(pairs))
+    took = net.run_until_true(lambda: net.all_see(nodes, MemberState.ALIVE), limit=10.0)
+    assert took < 3.0
+    assert sent_joins < 50 * 6, sent_joins  # everyone joining everyone would be 2,450
