@@ -244,14 +244,15 @@ class MdnsService:
                 return found
         return []
 
-    def query(self, name: str, rtype: int) -> None:
+    def query(self, name: str, rtype: int, *, unicast: bool = False) -> None:
         """Ask the LAN now, on every interface, whatever the cache holds; answers land in it.
 
         ``resolve`` stops at the cache; browsing (e.g. mesh discovery) must keep asking so
-        that a peer whose announcement was lost is still found.
+        that a peer whose announcement was lost is still found. ``unicast`` sets the QU bit
+        (RFC 6762 §5.4), for the first question after start-up.
         """
         if not self._closed:
-            self._execute(self._responder.query(time.monotonic(), name, rtype))
+            self._execute(self._responder.query(time.monotonic(), name, rtype, unicast=unicast))
 
     async def wait_cache_change(self, generation: int, timeout: float | None = None) -> int:  # noqa: ASYNC109
         """Until the cache generation differs from ``generation`` (or ``timeout`` passes).

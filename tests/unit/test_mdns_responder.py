@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import dataclass, field
 
-from dnslib import PTR, QTYPE, RR, SRV, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+import pytest
+from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from edgeagent.dns.records import CACHE_FLUSH, UNICAST_RESPONSE, Record, RType
+from edgeagent.errors import ProtocolError
 from edgeagent.mdns.responder import (
     Effect,
     InterfaceState,
@@ -19,6 +22,8 @@ from edgeagent.mdns.responder import (
     Responder,
     Send,
     StateChanged,
+    _parse,
+    _parse_full,
     compare_record_sets,
 )
 from edgeagent.mdns.table import RecordTable, ServiceSpec, name_key
@@ -465,6 +470,8 @@ def test_client_query_sends_qm_question_on_every_interface_and_family() -> None:
     question = parse(out[0]).questions[0]
     assert str(question.qname) == "other.local."
     assert question.qclass == 1
+    qu = sends(responder.query(11.0, "other.local", QTYPE.A, unicast=True))
+    assert parse(qu[0]).questions[0].qclass == 1 | UNICAST_RESPONSE
 
 
 # ---- table and interface changes ---------------------------------------------------------------
@@ -780,3 +787,67 @@ def test_query_lists_known_answers_and_cuts_them_to_one_packet() -> None:
     send = next(x for x in sends(responder.query(1.0, "_x._tcp.local", RType.PTR)) if x.family == 4)
     assert len(send.payload) <= 1460
     assert 3 < len(parse(send).rr) < 80
+
+
+# -- the lean query parser agrees with dnslib -------------------------------------------------
+
+_labels = st.lists(
+    st.text(min_size=1, max_size=12).filter(lambda t: len(t.encode()) <= 63), min_size=1, max_size=4
+).map(lambda parts: [p.encode() for p in parts])
+
+
+@st.composite
+def _known_answer(draw: st.DrawFn) -> RR:
+    name = DNSLabel([*draw(_labels), b"local"])
+    ttl = draw(st.integers(0, 2**31 - 1))
+    kind = draw(st.sampled_from(["A", "AAAA", "PTR", "SRV", "TXT"]))
+    target = DNSLabel([*draw(_labels), b"local"])
+    if kind == "A":
+        return RR(name, QTYPE.A, ttl=ttl, rdata=A(draw(st.ip_addresses(v=4)).exploded))
+    if kind == "AAAA":
+        return RR(name, QTYPE.AAAA, ttl=ttl, rdata=AAAA(str(draw(st.ip_addresses(v=6)))))
+    if kind == "PTR":
+        return RR(name, QTYPE.PTR, ttl=ttl, rdata=PTR(target))
+    if kind == "SRV":
+        ports = draw(st.tuples(st.integers(0, 65535), st.integers(0, 65535), st.integers(0, 65535)))
+        return RR(name, QTYPE.SRV, ttl=ttl, rdata=SRV(*ports, target=target))
+    strings = draw(st.lists(st.binary(max_size=40), min_size=1, max_size=4))
+    return RR(name, QTYPE.TXT, ttl=ttl, rdata=TXT(strings))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_labels, min_size=1, max_size=3),
+    st.lists(_known_answer(), max_size=12),
+    st.booleans(),
+)
+def test_lean_query_parser_agrees_with_dnslib(
+    questions: list[list[bytes]], known: list[RR], unicast: bool
+) -> None:
+    message = DNSRecord(DNSHeader(id=7, bitmap=0))
+    for labels in questions:
+        qclass = 1 | (UNICAST_RESPONSE if unicast else 0)
+        message.add_question(DNSQuestion(DNSLabel([*labels, b"local"]), QTYPE.PTR, qclass))
+    for rr in known:
+        message.add_answer(rr)
+    data = bytes(message.pack())  # dnslib compresses names, as real queriers do
+    lean, full = _parse(data), _parse_full(data)
+    assert lean.known == full.known
+    assert [(name_key(q.label), q.rtype, q.unicast) for q in lean.questions] == [
+        (name_key(q.label), q.rtype, q.unicast) for q in full.questions
+    ]
+    assert (lean.id, lean.is_response, lean.opcode) == (full.id, full.is_response, full.opcode)
+
+
+def test_lean_query_parser_rejects_pointer_loops_and_short_rdata() -> None:
+    header = struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0)
+    loop = header + b"\xc0\x0c" + b"\x00\x0c\x00\x01"  # a name that points at itself
+    with pytest.raises((ValueError, ProtocolError)):
+        _parse(loop)
+    message = DNSRecord(DNSHeader(id=1, bitmap=0))
+    message.add_question(DNSQuestion("x.local", QTYPE.PTR))
+    message.add_answer(RR("x.local", QTYPE.PTR, ttl=120, rdata=PTR("y.x.local")))
+    data = bytearray(message.pack())
+    data[-1] ^= 0x01  # the PTR target no longer ends where rdlength says
+    with pytest.raises((ValueError, ProtocolError)):
+        _parse(bytes(data))

@@ -273,6 +273,7 @@ class FakeMdns:
         self.cache = Cache()
         self.interfaces = [InterfaceInfo("eth0", 2, ("10.0.0.9",))]
         self.questions: list[tuple[str, int, bool]] = []
+        self.unicast_asked: list[bool] = []
         self.answers: dict[tuple[str, int], list[Record]] = {}
 
     async def resolve(
@@ -292,8 +293,9 @@ class FakeMdns:
     async def wait_interfaces(self) -> None:
         await asyncio.sleep(0)
 
-    def query(self, name: str, rtype: int) -> None:
+    def query(self, name: str, rtype: int, *, unicast: bool = False) -> None:
         self.questions.append((name, rtype, False))
+        self.unicast_asked.append(unicast)
         for record in self.answers.pop((name, rtype), []):
             self.cache.insert(time.monotonic(), "eth0", record)
 
@@ -401,6 +403,9 @@ async def test_mdns_starts_the_backoff_over_when_interfaces_change() -> None:
         mdns.interfaces = [*mdns.interfaces, InterfaceInfo("wlan0", 3, ("192.168.1.9",))]
         await asyncio.sleep(0.1)
         assert len(mdns.questions) >= before + 1  # without the change: none before 0.75
+    # the first question, and the first after the change, ask for unicast answers (QU)
+    assert mdns.unicast_asked[:3] == [True, False, False]
+    assert mdns.unicast_asked[before] is True
 
 
 def test_mdns_needs_mdns() -> None:

@@ -20,7 +20,8 @@ Two loops run for each cluster:
   a new peer is reported within one poll of its first announcement. Every candidate is
   reported again every ``refresh`` seconds.
 * *query* (``edgeagent[mesh:<cluster>].mdns-query``): asks the LAN for the PTR records of the
-  service at start and then after 1 s, 2 s, 4 s ... up to ``max_backoff`` (RFC 6762 §5.2),
+  service at start (asking for unicast answers, QU: RFC 6762 §5.4) and then, with known
+  answers, after 1 s, 2 s, 4 s ... up to ``max_backoff`` (RFC 6762 §5.2),
   starting over at 1 s when the set of interfaces changes (a new link may hold new peers). It
   also asks for the pieces that are missing (an instance's SRV/TXT, a target's addresses).
 
@@ -242,10 +243,10 @@ class MdnsDiscovery:
                 report(sighting.candidate)
         self._dedup.forget_except({s.key for s in result.sightings})
 
-    async def ask(self) -> None:
+    async def ask(self, *, unicast: bool = False) -> None:
         """One round of questions: the service's PTRs, then the pieces still missing."""
         # Always on the wire: resolve() would stop at the cache once any peer is known.
-        self._mdns.query(AGENT_SERVICE, RType.PTR)
+        self._mdns.query(AGENT_SERVICE, RType.PTR, unicast=unicast)
         for name, rtype in self._missing[: self.max_missing_queries]:
             await self._resolve(name, rtype)
 
@@ -274,7 +275,10 @@ class MdnsDiscovery:
         delay = self.first_backoff
         while True:
             seen_interfaces = self._interface_names()
-            await self.ask()
+            # The first question (at start, or on a new link) asks for unicast answers (QU):
+            # the peers' records are news only to us, and everyone else heard their
+            # announcements. Later questions are QM, with our known answers.
+            await self.ask(unicast=delay == self.first_backoff)
             deadline = self._clock() + delay
             changed = False
             while not changed and self._clock() < deadline:
