@@ -4,6 +4,13 @@ Each LAN is a Linux bridge inside its own namespace; each device is a namespace 
 ``ethN`` is a veth peer enslaved to a LAN's bridge. The root namespace is never touched, so
 nothing the tests send reaches the machine's real interfaces. Every namespace carries this
 lab's unique prefix and is deleted on close, after killing the processes inside it (by PID).
+
+One kernel limit is not per namespace: the ARP and NDP neighbour tables are shared by every
+namespace on the machine, capped by ``net.ipv{4,6}.neigh.default.gc_thresh3`` (1024 by
+default). A LAN of N devices that all talk to each other needs about N*(N-1) entries per
+family, so at 50 devices new entries fail ("neighbor table overflow" in dmesg) and the last
+devices to start can reach nobody. ``add_device`` raises the three thresholds when the lab
+grows past what they allow, and ``close`` puts the old values back. Nothing is sent by that.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class Lab:
         self.lans: dict[str, str] = {}  # lan name -> namespace
         self.devices: dict[str, Device] = {}
         self._ports = itertools.count(1)
+        self._saved_sysctls: dict[str, str] = {}
 
     def _add_ns(self, suffix: str) -> str:
         ns = f"{self.prefix}-{suffix}"
@@ -101,6 +109,7 @@ class Lab:
 
     def add_device(self, name: str, links: list[tuple[str, str]]) -> Device:
         """``links``: (lan name, IPv4 address) per interface; interfaces are eth0, eth1..."""
+        self._make_room_for_neighbours(len(self.devices) + 1)
         ns = self._add_ns(name)
         for key in ("all", "default"):
             # Before any interface exists: IPv6 addresses must not sit tentative (NETLAB.md).
@@ -148,6 +157,17 @@ class Lab:
                     return lan_ns, rest.strip().split("@", 1)[0]
         raise LookupError(f"no bridge port for {device.name}/{ifname}")
 
+    def _make_room_for_neighbours(self, devices: int) -> None:
+        needed = 2 * devices * devices  # every pair, with room for stale entries
+        for family in ("ipv4", "ipv6"):
+            for level, share in (("gc_thresh3", 1), ("gc_thresh2", 2), ("gc_thresh1", 8)):
+                path = Path(f"/proc/sys/net/{family}/neigh/default/{level}")
+                current = int(path.read_text())
+                wanted = needed // share
+                if current < wanted:
+                    self._saved_sysctls.setdefault(str(path), str(current))
+                    path.write_text(str(wanted))
+
     def close(self) -> None:
         for device in self.devices.values():
             for proc in device.processes:
@@ -167,6 +187,9 @@ class Lab:
                     os.kill(int(pid), signal.SIGKILL)
             run("ip", "netns", "del", ns, check=False)
         self.namespaces.clear()
+        for path, value in reversed(self._saved_sysctls.items()):
+            Path(path).write_text(value)
+        self._saved_sysctls.clear()
 
 
 def require_program(name: str) -> str:
