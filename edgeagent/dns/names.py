@@ -11,6 +11,7 @@ dnslib's ``DNSLabel``; ``name_key`` is the case-insensitive comparison key (RFC 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from dnslib import DNSLabel
@@ -42,12 +43,24 @@ def name_key(name: str | DNSLabel) -> NameKey:
     Accepts our text, dnslib's printed form (``Greenhouse\\0321._http._tcp.local.``) and a
     ``DNSLabel``; all three give the same key for the same wire name.
     """
-    parts = name.label if isinstance(name, DNSLabel) else split_name(name)
-    return tuple(bytes(p).decode("utf-8", "surrogateescape").lower() for p in parts)
+    if isinstance(name, DNSLabel):
+        return tuple(bytes(p).decode("utf-8", "surrogateescape").lower() for p in name.label)
+    return _text_key(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_key(name: str) -> NameKey:
+    # Names repeat endlessly (every announcement, every cache scan): remember their keys.
+    return tuple(p.decode("utf-8", "surrogateescape").lower() for p in split_name(name))
 
 
 def split_name(name: str) -> tuple[bytes, ...]:
     """Name text -> byte labels, honouring ``\\.``, ``\\\\`` and ``\\DDD`` escapes."""
+    if "\\" not in name:  # the common case: no escapes, every dot separates labels
+        parts = name.split(".")
+        if parts[-1] == "":
+            parts.pop()
+        return tuple(part.encode("utf-8", "surrogateescape") for part in parts)
     labels: list[bytes] = []
     current = bytearray()
     i, n = 0, len(name)
