@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import compileall
 import math
 import os
 import signal
@@ -224,6 +225,9 @@ def main() -> None:
     parser.add_argument("--probe-interval", help="e.g. 1s (default: the config default)")
     parser.add_argument("--probe-timeout", help="e.g. 500ms (default: the config default)")
     args = parser.parse_args()
+    # Agents start from byte-compiled modules, as on a device image (PYTHONDONTWRITEBYTECODE
+    # would otherwise make each of the N agents compile every module itself).
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "edgeagent", quiet=1)
     if args.probe_interval:
         TIMING["probe_interval"] = args.probe_interval
     if args.probe_timeout:
