@@ -272,7 +272,9 @@ def test_ten_percent_loss_causes_no_false_deaths(lab: Lab, tmp_path: Path) -> No
         for name, agent in agents.items():
             bad = {h: s for h, s in states(agent).items() if s == "dead"}
             assert not bad, f"{name} declared {bad} dead under 10% loss:\n{timelines(agents)}"
-        time.sleep(1)
+        # Every few seconds: five CLI processes a second would starve the agents under test,
+        # and the event logs checked below keep any verdict that came and went in between.
+        time.sleep(5)
     for agent in agents.values():
         events = agent.info()["peers"]["events"]
         assert not any(e["kind"] == "dead" for e in events)
