@@ -7,7 +7,25 @@ import struct
 from dataclasses import dataclass, field
 
 import pytest
-from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import (
+    AAAA,
+    CNAME,
+    EDNS0,
+    MX,
+    NS,
+    NSEC,
+    PTR,
+    QTYPE,
+    RR,
+    SRV,
+    TXT,
+    A,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+    EDNSOption,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -24,6 +42,9 @@ from edgeagent.mdns.responder import (
     StateChanged,
     _parse,
     _parse_full,
+    _parse_records,
+    _rdata_bytes,
+    _Seen,
     compare_record_sets,
 )
 from edgeagent.mdns.table import RecordTable, ServiceSpec, name_key
@@ -851,3 +872,208 @@ def test_lean_query_parser_rejects_pointer_loops_and_short_rdata() -> None:
     data[-1] ^= 0x01  # the PTR target no longer ends where rdlength says
     with pytest.raises((ValueError, ProtocolError)):
         _parse(bytes(data))
+
+
+# -- the lean response and probe parser agrees with dnslib -------------------------------------
+
+# Labels as DNS-SD instance names hold them: any UTF-8, spaces, dots, backslashes, control
+# characters and a Greek sigma (it lower-cases differently at the end of a word).
+_instance_label = (
+    st.text(
+        alphabet=st.one_of(
+            st.sampled_from([".", " ", "\\", "\x00", "\x7f", "Σ", "A"]),
+            st.characters(codec="utf-8"),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+    .map(str.encode)
+    .filter(lambda label: len(label) <= 63)
+)
+_names = st.builds(
+    lambda labels, local: DNSLabel([*labels, b"local"] if local else labels),
+    st.lists(_instance_label, max_size=4),
+    st.booleans(),
+).filter(lambda label: len(label) <= 253)  # dnslib's limit: joined bytes of the labels
+_NSEC_TYPES = ["A", "NS", "CNAME", "PTR", "TXT", "AAAA", "SRV", "NSEC", "ANY", "URI", "CAA"]
+
+
+@st.composite
+def _rdata(draw: st.DrawFn, names: list[DNSLabel]) -> tuple[int, object]:
+    """A record type and dnslib rdata; rare kinds make the lean parser hand over to dnslib."""
+    target = draw(st.sampled_from(names))
+    kind = draw(st.sampled_from(["A", "AAAA", "PTR", "SRV", "TXT", "NSEC", "CNAME", "NS", "MX"]))
+    if kind == "A":
+        return QTYPE.A, A(draw(st.ip_addresses(v=4)).exploded)
+    if kind == "AAAA":
+        return QTYPE.AAAA, AAAA(str(draw(st.ip_addresses(v=6))))
+    if kind in ("PTR", "CNAME", "NS"):
+        return getattr(QTYPE, kind), {"PTR": PTR, "CNAME": CNAME, "NS": NS}[kind](target)
+    if kind == "SRV":
+        fields = draw(st.tuples(*[st.integers(0, 65535)] * 3))
+        return QTYPE.SRV, SRV(*fields, target=target)
+    if kind == "TXT":
+        strings = draw(st.lists(st.binary(max_size=40), min_size=1, max_size=4))
+        return QTYPE.TXT, TXT(strings)
+    if kind == "NSEC":
+        # Types past 255 need a second bitmap window, which only dnslib reads.
+        types = draw(st.lists(st.sampled_from(_NSEC_TYPES), min_size=1, max_size=4, unique=True))
+        return QTYPE.NSEC, NSEC(target, types)
+    return QTYPE.MX, MX(target, draw(st.integers(0, 65535)))
+
+
+@st.composite
+def _mdns_message(draw: st.DrawFn) -> DNSRecord:
+    """A response, or a probe (a query with an authority section), packed by dnslib."""
+    names = draw(st.lists(_names, min_size=1, max_size=4))  # shared, so compression happens
+    probe = draw(st.booleans())
+    message = DNSRecord(DNSHeader(id=draw(st.integers(0, 65535)), bitmap=0, qr=int(not probe)))
+    for _ in range(draw(st.integers(1 if probe else 0, 2))):
+        qtype = draw(st.sampled_from([QTYPE.ANY, QTYPE.PTR, QTYPE.A, QTYPE.SRV]))
+        qclass = 1 | (UNICAST_RESPONSE if draw(st.booleans()) else 0)
+        message.add_question(DNSQuestion(draw(st.sampled_from(names)), qtype, qclass))
+    sections = (message.rr, message.auth, message.ar)
+    for index in range(draw(st.integers(0, 10))):
+        rtype, rdata = draw(_rdata(names))
+        flush = draw(st.booleans())
+        rr = RR(
+            draw(st.sampled_from(names)),
+            rtype,
+            rclass=1 | (CACHE_FLUSH if flush else 0),
+            ttl=draw(st.integers(0, 2**32 - 1)),
+            rdata=rdata,
+        )
+        section = 1 if probe and index == 0 else draw(st.integers(0, 2))
+        sections[section].append(rr)
+    if draw(st.booleans()):  # EDNS, as some stacks add to responses (the Owner option)
+        message.ar.append(EDNS0(opts=[EDNSOption(4, draw(st.binary(max_size=14)))]))
+    return message
+
+
+def _seen_summary(seen: list[_Seen]) -> list[tuple[object, ...]]:
+    return [
+        (r.name, r.rtype, r.ttl, r.unique, r.data_text, s.key, s.wire)
+        for s in seen
+        for r in (s.record,)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_mdns_message())
+def test_lean_response_and_probe_parser_agrees_with_dnslib(message: DNSRecord) -> None:
+    data = bytes(message.pack())  # dnslib compresses names, as real responders do
+    full = _parse_full(data)
+    lean = _parse(data)
+    assert (lean.id, lean.is_response, lean.opcode, lean.truncated) == (
+        full.id,
+        full.is_response,
+        full.opcode,
+        full.truncated,
+    )
+    assert [(name_key(q.label), q.rtype, q.unicast) for q in lean.questions] == [
+        (name_key(q.label), q.rtype, q.unicast) for q in full.questions
+    ]
+    assert [q.label.label for q in lean.questions] == [q.label.label for q in full.questions]
+    for section in ("answers", "authority", "additionals"):
+        assert _seen_summary(getattr(lean, section)) == _seen_summary(getattr(full, section))
+    assert lean.known == full.known
+    # The wire keys the lean parser takes from the packet are what packing the record gives.
+    for seen in lean.answers + lean.authority + lean.additionals:
+        assert seen.wire[2] == _rdata_bytes(seen.record)
+    # Only MX and two-window NSEC bitmaps need dnslib; everything else is read without it.
+    needs_dnslib = any(
+        rr.rtype == QTYPE.MX or (rr.rtype == QTYPE.NSEC and {"URI", "CAA"} & set(rr.rdata.rrlist))
+        for rr in message.rr + message.auth + message.ar
+    )
+    ident, flags, qdcount, *counts = struct.unpack_from("!HHHHHH", data)
+    lean_only = _parse_records(data, ident, flags, qdcount, (counts[0], counts[1], counts[2]))
+    assert (lean_only is None) == needs_dnslib
+
+
+def test_lean_response_parser_reads_compressed_names_in_srv_and_nsec() -> None:
+    # dnslib never compresses SRV targets or NSEC next names, but other stacks may (RFC 6762
+    # §18.14), so the packet is put together by hand: both point back at "host.local".
+    header = struct.pack("!HHHHHH", 0, 0x8400, 0, 3, 0, 0)
+    host = b"\x04host\x05local\x00"  # at offset 12; "local" at 17
+    a = host + struct.pack("!HHIH", QTYPE.A, 0x8001, 120, 4) + b"\x0a\x00\x00\x05"
+    srv_rdata = struct.pack("!HHH", 0, 0, 80) + b"\xc0\x0c"
+    srv = b"\x03Box\x05_http\x04_tcp\xc0\x11" + struct.pack("!HHIH", QTYPE.SRV, 0x8001, 120, 8)
+    nsec_rdata = b"\xc0\x0c\x00\x01\x40"  # next name, then window 0 with only A set
+    nsec = b"\xc0\x0c" + struct.pack("!HHIH", QTYPE.NSEC, 0x8001, 120, 5) + nsec_rdata
+    data = header + a + srv + srv_rdata + nsec
+    lean = _parse_records(data, 0, 0x8400, 0, (3, 0, 0))
+    assert lean is not None
+    assert _seen_summary(lean.answers) == _seen_summary(_parse_full(data).answers)
+    assert [seen.wire[2] for seen in lean.answers[1:]] == [
+        struct.pack("!HHH", 0, 0, 80) + host,
+        host + b"\x00\x01\x40",
+    ]
+
+
+def _announcement() -> bytes:
+    host = DNSLabel([b"edge", b"local"])
+    message = DNSRecord(DNSHeader(id=0, bitmap=0, qr=1, aa=1))
+    message.add_answer(RR(INSTANCE_LABEL, QTYPE.SRV, rclass=0x8001, rdata=SRV(0, 0, 80, host)))
+    message.add_answer(RR(host, QTYPE.A, rclass=0x8001, ttl=120, rdata=A("10.77.0.9")))
+    return bytes(message.pack())
+
+
+def _set_rdlength(data: bytes, record_start: int, rdlength: int, extra: bytes = b"") -> bytes:
+    """``data`` with the rdlength of the record whose fixed fields start at ``record_start``."""
+    at = record_start + 8
+    return data[:at] + struct.pack("!H", rdlength) + data[at + 2 :] + extra
+
+
+_MALFORMED_ERRORS = (ValueError, struct.error, ProtocolError)
+
+
+def test_lean_response_parser_rejects_truncated_rdata() -> None:
+    data = _announcement()
+    with pytest.raises(_MALFORMED_ERRORS):
+        _parse(data[:-2])  # the A record's address is cut short
+    txt = DNSRecord(DNSHeader(id=0, bitmap=0, qr=1))
+    txt.add_answer(RR(INSTANCE_LABEL, QTYPE.TXT, rclass=0x8001, rdata=TXT([b"a=1", b"b=2"])))
+    packed = bytearray(txt.pack())
+    packed[-4] = 9  # the second string now claims more bytes than its record has
+    with pytest.raises(_MALFORMED_ERRORS):
+        _parse(bytes(packed))
+    address = data[: len(data) - 4] + b"\x0a\x4d\x00"  # an A record of three bytes
+    with pytest.raises(_MALFORMED_ERRORS):
+        _parse(_set_rdlength(address, len(address) - 3 - 10, 3))
+
+
+def test_lean_response_parser_rejects_rdlength_that_disagrees_with_the_name() -> None:
+    # The first record's fixed fields follow its owner name, the instance name uncompressed.
+    first = 12 + len(b"\x0cGreenhouse 1\x05_http\x04_tcp\x05local\x00")
+    message = DNSRecord(DNSHeader(id=0, bitmap=0, qr=1, aa=1))
+    message.add_answer(RR(INSTANCE_LABEL, QTYPE.PTR, rdata=PTR(DNSLabel([b"x", b"local"]))))
+    ptr = bytes(message.pack())
+    (rdlength,) = struct.unpack_from("!H", ptr, first + 8)
+    with pytest.raises(_MALFORMED_ERRORS):  # one byte more than the target takes
+        _parse(_set_rdlength(ptr, first, rdlength + 1, b"\x00"))
+    srv = _announcement()
+    (rdlength,) = struct.unpack_from("!H", srv, first + 8)
+    with pytest.raises(_MALFORMED_ERRORS):  # dnslib would read on from the wrong place
+        _parse(_set_rdlength(srv, first, rdlength - 1))
+
+
+def test_lean_response_parser_rejects_pointer_loops_and_non_utf8_labels() -> None:
+    header = struct.pack("!HHHHHH", 0, 0x8400, 0, 1, 0, 0)
+    fixed = struct.pack("!HHIH", QTYPE.A, 1, 120, 4) + b"\x0a\x00\x00\x01"
+    with pytest.raises(_MALFORMED_ERRORS):
+        _parse(header + b"\xc0\x0c" + fixed)  # the owner name points at itself
+    ptr = struct.pack("!HHIH", QTYPE.PTR, 1, 120, 2) + b"\xc0\x19"  # the target points at itself
+    with pytest.raises(_MALFORMED_ERRORS):
+        _parse(header + b"\x01x\x00" + ptr)
+    # dnslib refuses labels that are not UTF-8, so the lean parser drops them as well.
+    with pytest.raises(_MALFORMED_ERRORS):
+        _parse(header + b"\x02\xff\xfe\x00" + fixed)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - dnslib raises its own error type
+        _parse_full(header + b"\x02\xff\xfe\x00" + fixed)
+
+
+def test_malformed_response_is_counted_and_dropped() -> None:
+    responder = established()
+    data = _announcement()
+    responder.on_packet(10.0, "eth0", 4, PEER, data[:-2])
+    assert responder.stats.malformed_dropped == 1
