@@ -71,7 +71,8 @@ MAX_PENDING_REQUESTS = 256
 MAX_HANDLING = 32
 MAX_SEEN = 1024
 ADDRESS_CHECK_INTERVAL = 2.0  # seconds between looks at our own interface addresses
-MAX_HELD = 256  # unverified senders whose latest frame waits for their challenge answer
+MAX_HELD = 256  # unverified senders whose latest frames wait for their challenge answer
+HELD_PER_SENDER = 4  # a join is several datagrams (Sync chunks with the Join, then Meta)
 MAX_DATAGRAM = 9000  # larger datagrams are not ours: drop before spending an HMAC on them
 
 
@@ -165,7 +166,7 @@ class ClusterLink:
         self._children: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
         self._pending: dict[int, _Pending] = {}
-        self._held: dict[str, tuple[OpenedFrame, list[Message], Address]] = {}
+        self._held: dict[str, deque[tuple[OpenedFrame, list[Message], Address]]] = {}
         self._addresses_checked = 0.0
         self._request_ids = itertools.count(1)
         self._handling = 0
@@ -359,20 +360,27 @@ class ClusterLink:
                 # A fresh nonce answered in an authenticated frame: live, holds the key.
                 self._guard.accept_epoch(sender, frame.epoch, frame.seq)
                 stats.challenges_passed += 1
-                held = self._held.pop(sender, None)
-                if held is not None and held[0].epoch == frame.epoch:
-                    # The frame that made us ask, from this same verified run: deliver it
-                    # now (once: the guard marks it seen) instead of waiting for a retry.
-                    held_frame, held_messages, held_addr = held
-                    if self._guard.check(held_frame) is Verdict.ACCEPT:
+                for held_frame, held_messages, held_addr in self._held.pop(sender, ()):
+                    # The frames that made us ask, from this same verified run: deliver them
+                    # now (once: the guard marks them seen) instead of waiting for retries.
+                    if (
+                        held_frame.epoch == frame.epoch
+                        and self._guard.check(held_frame) is Verdict.ACCEPT
+                    ):
                         self._deliver(now, sender, held_addr, held_messages)
-                self._execute(self.membership.discovered(now, (addr[0],), addr[1], sender))
+                # A live device that holds the key is talking to us: join it at once (the
+                # membership core would otherwise wait to see if gossip introduces it).
+                self._execute(
+                    self.membership.discovered(now, (addr[0],), addr[1], sender, defer=False)
+                )
                 return
         if verdict is Verdict.NEEDS_CHALLENGE:
             # Unknown sender, or an epoch we have not verified (a restart, or a replay). Keep
             # its latest frame: delivered if the sender proves it is live in that epoch.
             if sender in self._held or len(self._held) < MAX_HELD:
-                self._held[sender] = (frame, messages, addr)
+                self._held.setdefault(sender, deque(maxlen=HELD_PER_SENDER)).append(
+                    (frame, messages, addr)
+                )
             nonce = self._challenges.issue(now, sender)
             if nonce is not None:
                 stats.challenges_sent += 1
