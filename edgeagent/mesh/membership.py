@@ -386,13 +386,8 @@ class Membership:
         candidate_addresses: Sequence[str],
         port: int,
         device_id: str | None = None,
-        *,
-        defer: bool = True,
     ) -> list[Effect]:
-        """A discovery strategy saw a device; join it unless it is a live member already.
-
-        ``defer=False`` joins an unknown device at once (it proved itself to the caller).
-        """
+        """A discovery strategy saw a device; join it unless it is a live member already."""
         if self._state is not MembershipState.RUNNING or device_id == self.self_id:
             return []
         if device_id is not None:
@@ -400,9 +395,7 @@ class Membership:
             if known is not None and known.state in _LIVE:
                 self._deferred_joins.pop(device_id, None)
                 return []
-            if not defer:
-                self._deferred_joins.pop(device_id, None)
-            elif known is None and self._defer_join(now, device_id, candidate_addresses, port):
+            if known is None and self._defer_join(now, device_id, candidate_addresses, port):
                 return []
         # Without an id (static peers, DNS) an address where a live member answers is enough.
         live = {m.addr() for m in self._members.values() if m.state in _LIVE}

@@ -368,11 +368,9 @@ class ClusterLink:
                         and self._guard.check(held_frame) is Verdict.ACCEPT
                     ):
                         self._deliver(now, sender, held_addr, held_messages)
-                # A live device that holds the key is talking to us: join it at once (the
-                # membership core would otherwise wait to see if gossip introduces it).
-                self._execute(
-                    self.membership.discovered(now, (addr[0],), addr[1], sender, defer=False)
-                )
+                # If those frames did not make it a member (a Join or Sync does), join it; the
+                # core waits a moment first when gossip is likely to introduce it anyway.
+                self._execute(self.membership.discovered(now, (addr[0],), addr[1], sender))
                 return
         if verdict is Verdict.NEEDS_CHALLENGE:
             # Unknown sender, or an epoch we have not verified (a restart, or a replay). Keep

@@ -1136,11 +1136,3 @@ def test_fifty_devices_discovering_each_other_converge_with_few_joins() -> None:
     assert took < 3.0
     assert sent_joins < 50 * 6, sent_joins  # everyone joining everyone would be 2,450
 
-
-def test_a_device_that_proved_itself_is_joined_at_once() -> None:
-    m = cluster_of(2)
-    assert joins_in(m.discovered(1.0, ["10.0.1.7"], PORT, "p7")) == []  # deferred
-    # the service passes defer=False after the device answered our challenge
-    assert joins_in(m.discovered(1.1, ["10.0.1.7"], PORT, "p7", defer=False)) == [
-        ("10.0.1.7", PORT)
-    ]
