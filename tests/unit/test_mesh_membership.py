@@ -1135,4 +1135,3 @@ def test_fifty_devices_discovering_each_other_converge_with_few_joins() -> None:
     took = net.run_until_true(lambda: net.all_see(nodes, MemberState.ALIVE), limit=10.0)
     assert took < 3.0
     assert sent_joins < 50 * 6, sent_joins  # everyone joining everyone would be 2,450
-
