@@ -364,8 +364,17 @@ class Responder:
 
     # ---- client side
 
-    def query(self, now: float, name: str, rtype: int, *, unicast: bool = False) -> list[Effect]:
-        """A one-shot question on every interface and family; answers land in the cache.
+    def query(
+        self,
+        now: float,
+        name: str,
+        rtype: int,
+        *,
+        unicast: bool = False,
+        families: Sequence[int] = (4, 6),
+    ) -> list[Effect]:
+        """A one-shot question on every interface and each of ``families``; answers land in
+        the cache.
 
         ``unicast`` asks for unicast answers (QU, RFC 6762 §5.4): what a device that just
         started should ask first, so that fifty peers answering it do not each multicast to
@@ -391,7 +400,8 @@ class Responder:
                     break
                 known = known[: len(known) * 3 // 4]
             for family in state.families():
-                self._send(now, state, family, dest=None, payload=payload, out=out)
+                if family in families:
+                    self._send(now, state, family, dest=None, payload=payload, out=out)
         return out
 
     # ---- input
@@ -1223,8 +1233,10 @@ def _parse_query(data: bytes, ident: int, flags: int, qdcount: int, ancount: int
         questions.append(_Question(DNSLabel(list(labels)), qtype, bool(qclass & UNICAST_RESPONSE)))
     known: dict[WireKey, int] = {}
     size = len(data)
+    keys: dict[tuple[bytes, ...], NameKey] = {}  # the same owner name ~50 times over
+    memo: dict[int, tuple[bytes, ...]] = {}
     for _ in range(ancount):
-        labels, offset = read_name(data, offset)
+        labels, offset = _read_name_memo(data, offset, memo)
         rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
         offset += 10
         end = offset + rdlength
@@ -1233,19 +1245,23 @@ def _parse_query(data: bytes, ident: int, flags: int, qdcount: int, ancount: int
         if rtype in _RAW_RDATA:
             rdata = data[offset:end]
         elif rtype in _NAME_RDATA:
-            target, after = read_name(data, offset)
+            target, after = _read_name_memo(data, offset, memo)
             if after != end:
                 raise ValueError("name rdata length mismatch")
             rdata = _uncompressed(target)
         elif rtype == RType.SRV:
-            target, after = read_name(data, offset + 6)
+            target, after = _read_name_memo(data, offset + 6, memo)
             if after != end:
                 raise ValueError("SRV rdata length mismatch")
             rdata = data[offset : offset + 6] + _uncompressed(target)
         else:
             offset = end
             continue
-        key = tuple(label.decode("utf-8", "surrogateescape").lower() for label in labels)
+        key = keys.get(labels)
+        if key is None:
+            key = keys[labels] = tuple(
+                label.decode("utf-8", "surrogateescape").lower() for label in labels
+            )
         known[(key, rtype, rdata)] = ttl
         offset = end
     return _Packet(
@@ -1259,6 +1275,44 @@ def _parse_query(data: bytes, ident: int, flags: int, qdcount: int, ancount: int
         additionals=[],
         known=known,
     )
+
+
+def _read_name_memo(
+    data: bytes, offset: int, memo: dict[int, tuple[bytes, ...]]
+) -> tuple[tuple[bytes, ...], int]:
+    """``read_name``, remembering the names compression pointers lead to: in a question with
+    ~50 known answers every owner is a pointer back to the question's name and every PTR
+    target is one label plus the same pointer. Same checks as ``read_name``."""
+    size = len(data)
+    prefix: list[bytes] = []
+    while True:
+        if offset >= size:
+            raise ValueError("name runs past the end")
+        length = data[offset]
+        if length & 0xC0 == 0xC0:
+            if offset + 1 >= size:
+                raise ValueError("compression pointer cut short")
+            pointer = ((length & 0x3F) << 8) | data[offset + 1]
+            if pointer >= offset or pointer < 12:  # as read_name: backwards, past the header
+                raise ValueError("bad compression pointer")
+            suffix = memo.get(pointer)
+            if suffix is None:
+                suffix = memo[pointer] = read_name(data, pointer)[0]
+            labels = (*prefix, *suffix) if prefix else suffix
+            end = offset + 2
+            break
+        if length & 0xC0:
+            raise ValueError("unknown label type")
+        if length == 0:
+            labels, end = tuple(prefix), offset + 1
+            break
+        if offset + 1 + length > size:
+            raise ValueError("label runs past the end")
+        prefix.append(data[offset + 1 : offset + 1 + length])
+        offset += 1 + length
+    if sum(len(label) + 1 for label in labels) + 1 > 255:
+        raise ValueError("name longer than 255 octets")
+    return labels, end
 
 
 def _uncompressed(labels: tuple[bytes, ...]) -> bytes:

@@ -40,7 +40,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -244,15 +244,20 @@ class MdnsService:
                 return found
         return []
 
-    def query(self, name: str, rtype: int, *, unicast: bool = False) -> None:
+    def query(
+        self, name: str, rtype: int, *, unicast: bool = False, families: Sequence[int] = (4, 6)
+    ) -> None:
         """Ask the LAN now, on every interface, whatever the cache holds; answers land in it.
 
         ``resolve`` stops at the cache; browsing (e.g. mesh discovery) must keep asking so
         that a peer whose announcement was lost is still found. ``unicast`` sets the QU bit
-        (RFC 6762 §5.4), for the first question after start-up.
+        (RFC 6762 §5.4), for the first question after start-up; ``families`` limits the
+        question to IPv4 or IPv6.
         """
         if not self._closed:
-            self._execute(self._responder.query(time.monotonic(), name, rtype, unicast=unicast))
+            now = time.monotonic()
+            effects = self._responder.query(now, name, rtype, unicast=unicast, families=families)
+            self._execute(effects)
 
     async def wait_cache_change(self, generation: int, timeout: float | None = None) -> int:  # noqa: ASYNC109
         """Until the cache generation differs from ``generation`` (or ``timeout`` passes).

@@ -493,6 +493,8 @@ def test_client_query_sends_qm_question_on_every_interface_and_family() -> None:
     assert question.qclass == 1
     qu = sends(responder.query(11.0, "other.local", QTYPE.A, unicast=True))
     assert parse(qu[0]).questions[0].qclass == 1 | UNICAST_RESPONSE
+    v4 = sends(responder.query(12.0, "other.local", QTYPE.A, families=(4,)))
+    assert {(s.iface, s.family) for s in v4} == {("eth0", 4), ("eth1", 4)}
 
 
 # ---- table and interface changes ---------------------------------------------------------------

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -293,7 +293,9 @@ class FakeMdns:
     async def wait_interfaces(self) -> None:
         await asyncio.sleep(0)
 
-    def query(self, name: str, rtype: int, *, unicast: bool = False) -> None:
+    def query(
+        self, name: str, rtype: int, *, unicast: bool = False, families: Sequence[int] = (4, 6)
+    ) -> None:
         self.questions.append((name, rtype, False))
         self.unicast_asked.append(unicast)
         for record in self.answers.pop((name, rtype), []):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,7 +93,9 @@ class MdnsBrowser(Protocol):
         include_own: bool = True,
     ) -> list[Record]: ...
 
-    def query(self, name: str, rtype: int, *, unicast: bool = False) -> None: ...
+    def query(
+        self, name: str, rtype: int, *, unicast: bool = False, families: Sequence[int] = (4, 6)
+    ) -> None: ...
 
     async def wait_interfaces(self) -> None: ...
 
