@@ -210,6 +210,16 @@ class Cache:
                 result[iface] = live
         return result
 
+    def live_entries(self, now: float) -> dict[str, list[CacheEntry]]:
+        """Live entries per interface, unsorted, with TTLs as received: ``entries`` without
+        the copies and the sort, for readers that look only at names and data (discovery
+        scans the whole cache after every change)."""
+        return {
+            iface: live
+            for iface, entries in self._by_iface.items()
+            if (live := [e for e in entries.values() if e.expires_at > now])
+        }
+
     # -- private -----------------------------------------------------------------------------
 
     def _changed(self, changed: bool) -> bool:

@@ -209,6 +209,13 @@ def test_entries_for_info() -> None:
     assert eth0[1].source is None
     # entries() reads; it does not expire.
     assert len(cache) == 4
+    # live_entries(): the same live entries, as stored (TTL as received), in no set order
+    live = cache.live_entries(30.0)
+    assert {i: sorted(e.record.name for e in es) for i, es in live.items()} == {
+        "eth0": ["a.local", "x._ssh._tcp.local"],
+        "wlan0": ["b.local"],
+    }
+    assert {e.record.ttl for es in live.values() for e in es} == {120}
 
 
 def test_drop_interface() -> None:

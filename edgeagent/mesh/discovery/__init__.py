@@ -74,6 +74,8 @@ class CacheView(Protocol):
 
     def entries(self, now: float) -> dict[str, list[CacheEntry]]: ...
 
+    def live_entries(self, now: float) -> dict[str, list[CacheEntry]]: ...
+
 
 class MdnsBrowser(Protocol):
     """What the mdns strategy needs from ``edgeagent.mdns.transport.MdnsService``."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
@@ -232,7 +233,7 @@ class MdnsDiscovery:
         """Read the cache once and report what is new, changed or due for refresh."""
         now = self._clock()
         result = browse(
-            self._mdns.cache.entries(now),
+            self._mdns.cache.live_entries(now),
             cluster=self.cluster.name,
             self_id=self._self_id,
             interfaces=self.cluster.interfaces,
@@ -302,15 +303,24 @@ def _addresses(found: Sequence[tuple[str, Record]]) -> tuple[str, ...]:
     """Address texts, deduplicated: IPv4, then global IPv6, then link-local with ``%iface``."""
     keyed: dict[str, tuple[int, str]] = {}
     for iface, record in found:
-        try:
-            address = ipaddress.ip_address(str(record.data))
-        except ValueError:
+        classified = _classify(str(record.data))
+        if classified is None:
             continue
-        if address.version == 4:
-            keyed.setdefault(str(address), (0, str(address)))
-        elif address.is_link_local:
-            text = f"{address}%{iface}"
-            keyed.setdefault(text, (2, text))
-        else:
-            keyed.setdefault(str(address), (1, str(address)))
+        rank, text = classified
+        if rank == 2:
+            text = f"{text}%{iface}"
+        keyed.setdefault(text, (rank, text))
     return tuple(text for _, text in sorted(keyed.values()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _classify(data: str) -> tuple[int, str] | None:
+    """(0 IPv4 | 1 global IPv6 | 2 link-local IPv6, canonical text); None if no address.
+    Remembered: the same addresses come up in every scan of the cache."""
+    try:
+        address = ipaddress.ip_address(data)
+    except ValueError:
+        return None
+    if address.version == 4:
+        return 0, str(address)
+    return (2 if address.is_link_local else 1), str(address)
