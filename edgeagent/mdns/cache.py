@@ -59,7 +59,7 @@ class CacheEntry:
 class Cache:
     """Records seen on the network, per interface, bounded (see the module docstring)."""
 
-    __slots__ = ("_by_iface", "_count", "generation", "max_records", "max_ttl")
+    __slots__ = ("_by_iface", "_count", "_sets", "generation", "max_records", "max_ttl")
 
     def __init__(self, *, max_records: int = 1000, max_ttl: int = 4500) -> None:
         if max_records < 1:
@@ -70,6 +70,9 @@ class Cache:
         self.max_ttl = max_ttl
         self.generation = 0
         self._by_iface: dict[str, dict[_EntryKey, CacheEntry]] = {}
+        # (iface, name, type) -> the entry keys of that record set: a cache-flush record
+        # touches only its own set instead of scanning every entry of the interface.
+        self._sets: dict[tuple[str, NameKey, int], set[_EntryKey]] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -95,7 +98,7 @@ class Cache:
 
         ttl = min(record.ttl, self.max_ttl)
         if record.unique:  # RFC 6762 §10.2: cache-flush
-            changed |= self._flush(entries, key, now)
+            changed |= self._flush(iface, entries, key, now)
 
         stored = record.with_ttl(ttl)
         entry = CacheEntry(stored, now + ttl, now, source)
@@ -104,13 +107,15 @@ class Cache:
                 self._make_room(now)
                 entries = self._by_iface.setdefault(iface, {})  # expiry may have emptied it
             entries[key] = entry
+            self._sets.setdefault((iface, key[0], key[1]), set()).add(key)
             self._count += 1
             changed = True
         else:
             changed |= (
                 entry.expires_at < existing.expires_at
                 or existing.record.unique != record.unique
-                or existing.record.data_text != record.data_text  # same key, new spelling
+                # same key, new spelling (names in rdata compare case-insensitively)
+                or (record.rtype in _NAMED_RDATA and existing.record.data_text != record.data_text)
             )
             entries[key] = entry
         return self._changed(changed)
@@ -180,6 +185,7 @@ class Cache:
         for iface, entries in list(self._by_iface.items()):
             for key in [k for k, e in entries.items() if e.expires_at <= now]:
                 del entries[key]
+                self._unindex(iface, key)
                 dropped += 1
             if not entries:
                 del self._by_iface[iface]
@@ -189,7 +195,10 @@ class Cache:
 
     def drop_interface(self, iface: str) -> int:
         """Forget everything seen on ``iface`` (it went down); returns how many went."""
-        dropped = len(self._by_iface.pop(iface, {}))
+        gone = self._by_iface.pop(iface, {})
+        for key in gone:
+            self._unindex(iface, key)
+        dropped = len(gone)
         self._count -= dropped
         self._changed(dropped > 0)
         return dropped
@@ -227,20 +236,28 @@ class Cache:
             self.generation += 1
         return changed
 
-    def _flush(self, entries: dict[_EntryKey, CacheEntry], key: _EntryKey, now: float) -> bool:
+    def _flush(
+        self, iface: str, entries: dict[_EntryKey, CacheEntry], key: _EntryKey, now: float
+    ) -> bool:
         changed = False
-        name, rtype, _ = key
-        for other_key, other in list(entries.items()):
+        for other_key in self._sets.get((iface, key[0], key[1]), ()):
+            other = entries[other_key]
             if (
-                other_key[0] == name
-                and other_key[1] == rtype
-                and other_key != key
+                other_key != key
                 and other.received_at < now - _GRACE
                 and other.expires_at > now + _GRACE
             ):
                 entries[other_key] = replace(other, expires_at=now + _GRACE)
                 changed = True
         return changed
+
+    def _unindex(self, iface: str, key: _EntryKey) -> None:
+        slot = (iface, key[0], key[1])
+        members = self._sets.get(slot)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del self._sets[slot]
 
     def _make_room(self, now: float) -> None:
         self.expire(now)
@@ -253,6 +270,7 @@ class Cache:
                 ),
             )
             del self._by_iface[iface][key]
+            self._unindex(iface, key)
             if not self._by_iface[iface]:
                 del self._by_iface[iface]
             self._count -= 1
@@ -299,7 +317,14 @@ def _data_key(record: Record) -> str:
         return f"{head}|{_labels_key(data.label)}"
     if record.rtype == RType.SRV:
         return f"{data.priority} {data.weight} {data.port}|{_labels_key(data.target)}"
+    if record.rtype == RType.TXT:
+        # The strings themselves (dnslib's zone text escapes byte by byte, which at 50 peers
+        # was most of the cost of caching a record): length-prefixed, so no two lists clash.
+        return "".join(f"{len(s)}:{s.decode('latin-1')}" for s in data.data)
     return record.data_text
+
+
+_NAMED_RDATA = (RType.PTR, RType.NSEC, RType.SRV)
 
 
 def _labels_key(label: DNSLabel) -> str:

@@ -290,6 +290,9 @@ def test_cache_invariants(ops: list[tuple[float, str, str, Record]], max_records
         assert cache.generation >= before
         assert len(cache) <= max_records
         assert len(cache) == sum(len(v) for v in cache._by_iface.values())
+        # the record-set index lists exactly the stored keys
+        indexed = {(i, k) for (i, _, _), keys in cache._sets.items() for k in keys}
+        assert indexed == {(i, k) for i, es in cache._by_iface.items() for k in es}
         for entries in cache.entries(now).values():
             for entry in entries:
                 assert entry.expires_at > now
@@ -367,3 +370,16 @@ def test_known_answers_are_per_interface_and_past_half_ttl_only() -> None:
     # a has 50 s of 120 left (< half): not listed; b has 100 s left; c is on another link.
     assert [(r.data_text, r.ttl) for r in known] == [("b._x._tcp.local.", 100)]
     assert cache.known_answers(70.0, "eth1", "_x._tcp.local", RType.PTR) == []
+
+
+def test_txt_records_are_told_apart_by_their_strings() -> None:
+    cache = Cache()
+    name = "x._ssh._tcp.local"
+    assert cache.insert(0.0, "eth0", txt_record(name, [b"a=1", b"b=2"], 120))
+    assert not cache.insert(0.5, "eth0", txt_record(name, [b"a=1", b"b=2"], 120))  # refresh
+    # the same bytes split differently are another record
+    assert cache.insert(0.6, "eth0", txt_record(name, [b"a=1b=2"], 120))
+    assert len(cache.lookup(1.0, name, RType.TXT)) == 2
+    # a new unique TXT two seconds later flushes both older ones (RFC 6762 §10.2)
+    cache.insert(3.0, "eth0", txt_record(name, [b"a=9"], 120))
+    assert [r.data.data for r in cache.lookup(4.5, name, RType.TXT)] == [[b"a=9"]]
