@@ -30,7 +30,7 @@ from typing import Any
 from common import summary, write_result
 
 from tests.integration.agents import AgentHandle, device_config, start_agent, wait_until
-from tests.netlab import Lab
+from tests.netlab import Lab, run
 
 MEMBERLIST_PROBE_INTERVAL = 1.0  # memberlist's DefaultLANConfig
 
@@ -68,6 +68,12 @@ def event_at(agent: AgentHandle, device_id: str, kinds: tuple[str, ...]) -> floa
         if event["device_id"] == device_id and event["kind"] in kinds:
             return float(event["at"])
     return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``ip netns exec`` execs the agent in place)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def alive_count(agent: AgentHandle) -> int:
@@ -129,6 +135,62 @@ def converge(n: int, key: str) -> dict[str, Any]:
                 "all_see_all_after_last_ready_s": max(0.0, max(per_agent) - last_ready),
                 "startup_spread_s": last_ready - t0,
                 "per_agent_from_first_spawn": summary([t - t0 for t in per_agent]),
+            }
+    finally:
+        lab.close()
+
+
+def converge_on_link_up(n: int, key: str) -> dict[str, Any]:
+    """N agents already running with their cables out, then every cable in at once.
+
+    Starting N Python processes on a 2-core host takes seconds by itself (N=50: ~11 s), which
+    ``converge`` counts. Here the processes start first with their bridge ports down (no
+    carrier: the agents see no usable interface), and the clock starts when one ``ip -batch``
+    brings every port up: devices that booted before their switch did. What is left is the
+    protocol: probing, announcing, discovery, challenges, joins and gossip, all at once.
+    """
+    lab = Lab()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cluster = Cluster(lab, Path(tmp), key)
+            devices = []
+            for i in range(n):
+                name = f"n{i}"
+                device = lab.add_device(name, [("lan", f"10.77.{30 + i // 200}.{1 + i % 200}")])
+                devices.append((name, device))
+            lan_ns, _ = lab.bridge_port(devices[0][1])
+            ports = [lab.bridge_port(device)[1] for _, device in devices]
+            batch = Path(tmp) / "ports"
+            batch.write_text("".join(f"link set {port} down\n" for port in ports))
+            run("ip", "-n", lan_ns, "-batch", str(batch))
+            for name, device in devices:
+                cluster.agents[name] = start_agent(device, cluster.root / name, config(name, key))
+            for agent in cluster.agents.values():
+                wait_until(lambda a=agent: info(a), 60 + n, "every agent to be up", interval=0.5)
+            time.sleep(3)  # start-up work done, idle
+            batch.write_text("".join(f"link set {port} up\n" for port in ports))
+            cpu_before = {name: cpu_seconds(a.proc.pid) for name, a in cluster.agents.items()}
+            t0 = time.monotonic()
+            run("ip", "-n", lan_ns, "-batch", str(batch))
+            for agent in cluster.agents.values():
+                wait_until(
+                    lambda a=agent: alive_count(a) >= n - 1, 60 + n, "all to see all", interval=1.0
+                )
+            cpu = [cpu_seconds(a.proc.pid) - cpu_before[name] for name, a in cluster.agents.items()]
+            ids = cluster.device_ids()
+            per_agent = []
+            for name, agent in cluster.agents.items():
+                seen = joined_at(agent)
+                per_agent.append(max(seen[ids[o]] for o in cluster.agents if o != name))
+            return {
+                "n": n,
+                "all_see_all_after_links_up_s": max(per_agent) - t0,
+                "per_agent": summary([t - t0 for t in per_agent]),
+                # CPU each agent used from cables-in until it was polled after convergence
+                # (an upper bound on what converging cost it): with one core per device this,
+                # not the shared host's queue, bounds how long converging takes.
+                "cpu_s_per_agent": summary(cpu),
+                "host_cores": os.cpu_count(),
             }
     finally:
         lab.close()
@@ -221,6 +283,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="5,20", help="N for join/failure runs")
     parser.add_argument("--converge", default="20,50", help="N for convergence runs")
+    parser.add_argument(
+        "--link-up", default="20,50", help="N for convergence when all cables go in at once"
+    )
     parser.add_argument("--steady", type=float, default=20.0)
     parser.add_argument("--probe-interval", help="e.g. 1s (default: the config default)")
     parser.add_argument("--probe-timeout", help="e.g. 500ms (default: the config default)")
@@ -237,6 +302,7 @@ def main() -> None:
         "timing": TIMING or "config defaults",
         "failure_and_join": [],
         "convergence": [],
+        "convergence_on_link_up": [],
     }
     for n in [int(x) for x in args.sizes.split(",") if x]:
         row = failure_and_join(n, key, args.steady)
@@ -259,6 +325,15 @@ def main() -> None:
             f"N={n}: all see all {row['all_see_all_s']:.2f}s after the first spawn, "
             f"{row['all_see_all_after_last_ready_s']:.2f}s after the last agent was up "
             f"(starting them took {row['startup_spread_s']:.2f}s)"
+        )
+    for n in [int(x) for x in args.link_up.split(",") if x]:
+        row = converge_on_link_up(n, key)
+        results["convergence_on_link_up"].append(row)
+        print(
+            f"N={n}: all cables in at once -> all see all after "
+            f"{row['all_see_all_after_links_up_s']:.2f}s; CPU per agent median "
+            f"{row['cpu_s_per_agent']['median']:.2f}s (max {row['cpu_s_per_agent']['max']:.2f}s) "
+            f"on {row['host_cores']} cores"
         )
     print(write_result("mesh", results))
 

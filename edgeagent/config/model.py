@@ -90,6 +90,12 @@ class ClusterConfig:
     gossip_fanout: int = 3
     push_pull_interval: float = 30.0
     reap_after: float = 3600.0
+    suspicion_max_mult: int = 6  # a lone suspicion waits this many times the minimum
+    retransmit_mult: int = 4  # each update is gossiped this many times log10(N+1)
+    max_local_health: int = 8  # Lifeguard: probing slows to at most this many times
+    rejoin_interval: float = 5.0  # first retry to reach a dead member, doubling ...
+    rejoin_max_interval: float = 30.0  # ... up to this
+    join_defer: float = 1.0  # wait this (to 2x) for gossip to introduce a discovered device
     dns_name: str | None = None  # strategy dns: an SRV name, or an A/AAAA name + ``port``
     dns_interval: float = 5.0
     interfaces: InterfacesConfig = field(default_factory=InterfacesConfig)

@@ -686,6 +686,12 @@ def timing_from(cluster: ClusterConfig) -> SwimTiming:
         gossip_fanout=cluster.gossip_fanout,
         push_pull_interval=cluster.push_pull_interval,
         reap_after=cluster.reap_after,
+        suspicion_max_mult=cluster.suspicion_max_mult,
+        retransmit_mult=cluster.retransmit_mult,
+        max_local_health=cluster.max_local_health,
+        rejoin_interval=cluster.rejoin_interval,
+        rejoin_max_interval=cluster.rejoin_max_interval,
+        join_defer=cluster.join_defer,
     )
 
 

@@ -18,6 +18,8 @@ from edgeagent.config.render import REDACTED, config_to_dict, render_yaml
 from edgeagent.config.schema import parse_peer_address
 from edgeagent.errors import ConfigError
 from edgeagent.identity import DeviceIdentity
+from edgeagent.mesh.membership import SwimTiming
+from edgeagent.mesh.service import timing_from
 
 IDENTITY = DeviceIdentity("10000000abcd2e6d")
 NO_RESOLV = Path("/nonexistent/resolv.conf")
@@ -62,6 +64,8 @@ def test_memberlist_lan_like_timing_defaults() -> None:
     assert (cluster.indirect_checks, cluster.suspicion_mult) == (3, 4)
     assert (cluster.gossip_interval, cluster.gossip_fanout) == (0.2, 3)
     assert (cluster.push_pull_interval, cluster.reap_after) == (30.0, 3600.0)
+    timing = timing_from(cluster)  # every SWIM timing the core has comes from config
+    assert timing == SwimTiming(probe_interval=0.5, probe_timeout=0.25)
     assert cluster.dns_interval == 5.0
     assert cluster.interfaces == InterfacesConfig()
 
@@ -476,6 +480,12 @@ def clusters(draw: st.DrawFn, name: str, port: int) -> ClusterConfig:
         gossip_fanout=draw(st.integers(1, 64)),
         push_pull_interval=draw(SECONDS),
         reap_after=draw(SECONDS),
+        suspicion_max_mult=draw(st.integers(1, 100)),
+        retransmit_mult=draw(st.integers(1, 100)),
+        max_local_health=draw(st.integers(1, 64)),
+        rejoin_interval=draw(SECONDS),
+        rejoin_max_interval=draw(SECONDS),
+        join_defer=draw(SECONDS),
         dns_name=draw(st.from_regex(r"\A_?[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,3}\Z"))
         if strategy == "dns"
         else None,
