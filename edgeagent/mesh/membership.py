@@ -22,7 +22,11 @@ Failure detection is SWIM as memberlist does it, with Lifeguard:
   same incarnation asserted ``by`` a device not counted yet) shortens it to ``max - (max - min)
   * log(c+1)/log(k+1)``, reaching ``min`` after ``k = suspicion_mult - 2`` confirmations (k = 0,
   i.e. ``min`` at once, when fewer than k other members could confirm). When it runs out the
-  member is *dead*.
+  member is *dead*. Both bounds are multiplied by ``1 + busy``, where busy is the part of the
+  local health score (below) that came from our own late wake-ups, taken when the suspicion
+  starts and again when it runs out: a device starved of CPU gives others longer before it
+  calls them dead. Failed probes do not count here (a real failure makes them fail), so on a
+  device that keeps up, detection is as fast as without it.
 - Helping a suspect refute (beyond memberlist): the member that starts a suspicion also sends
   it straight to the suspect; a member that hears of a suspicion from others probes the suspect
   next, out of round-robin order (its failure is a confirmation within one probe interval, its
@@ -279,6 +283,7 @@ class Membership:
         self._deferred_joins: dict[str, _DeferredJoin] = {}
         self._sync_answered: dict[str, float] = {}
         self._health = 0
+        self._busy = 0  # the part of local health that came from our own late wake-ups
 
     # ---- public state
 
@@ -596,6 +601,7 @@ class Membership:
     def _probe_succeeded(self, now: float, *, direct: bool) -> None:
         self._probe = None
         self._change_health(-1)
+        self._busy = max(0, self._busy - 1)
 
     def _on_ping_req(
         self, now: float, sender_id: str, src: Address, message: PingReq, out: list[Effect]
@@ -646,7 +652,9 @@ class Membership:
         Every probe interval we slept through counts like a probe of ours that failed, so a
         device that keeps waking late climbs even though its (late) probes are answered.
         """
-        self._change_health(max(1, math.ceil(lateness / self._timing.probe_interval)))
+        missed = max(1, math.ceil(lateness / self._timing.probe_interval))
+        self._change_health(missed)
+        self._busy = min(self._busy + missed, self._timing.max_local_health - 1)
         grace = now + self._timing.probe_timeout * (1 + self._health)
         if self._probe is not None:
             self._probe.indirect_at = max(self._probe.indirect_at, grace)
@@ -663,18 +671,21 @@ class Membership:
             suspicion = member.suspicion
             if suspicion is None or now < suspicion.deadline:
                 continue
+            if suspicion.rescale(1 + self._busy) and now < suspicion.deadline:
+                continue  # we became busy meanwhile: give it the longer timeout
             update = member.update(MemberState.DEAD, member.incarnation, by=self.self_id)
             self._apply(now, update, out, merge=False)
 
     def _start_suspicion(self, now: float, member: _Member, by: str) -> None:
         n = self.alive_count()
-        low = suspicion_timeout(self._timing, n)
+        scale = 1 + self._busy
+        low = suspicion_timeout(self._timing, n) * scale
         high = self._timing.suspicion_max_mult * low
         k = self._timing.suspicion_mult - 2
         if n - 2 < k:
             k = 0
         member.suspicion = _Suspicion(
-            started=now, low=low, high=high, k=k, confirmations={by}, deadline=now
+            started=now, low=low, high=high, k=k, confirmations={by}, deadline=now, scale=scale
         )
         member.suspicion.recompute()
 
@@ -1092,6 +1103,17 @@ class _Suspicion:
     confirmations: set[str]
     deadline: float
     floor: float = 0.0  # not before this (grace after a late wake-up)
+    scale: int = 1  # 1 + our local health when the timeouts were set
+
+    def rescale(self, scale: int) -> bool:
+        """Stretch the timeouts if our local health got worse since; True if they changed."""
+        if scale <= self.scale:
+            return False
+        self.low *= scale / self.scale
+        self.high *= scale / self.scale
+        self.scale = scale
+        self.recompute()
+        return True
 
     def confirm(self, by: str) -> bool:
         """Count an independent suspicion; True if it was new (and shortened the timeout)."""
