@@ -205,6 +205,7 @@ class ResponderStats:
     renames: int = 0
     records_withdrawn: int = 0  # reverse PTRs yielded to another stack on the same address
     cache_updates: int = 0  # inserts that changed what the cache returns
+    dual_stack_copies_skipped: int = 0  # a response already read via the other family
 
 
 class EngineState(Enum):
@@ -243,6 +244,10 @@ class Responder:
         self._ifaces: dict[str, _IfaceState] = {}
         self._stats = ResponderStats()
         self._own_payloads: dict[bytes, float] = {}
+        # (iface, payload) -> (when, family) of responses read lately: a dual-stack responder
+        # sends the same bytes over IPv4 and IPv6, and reading both copies doubles the work
+        # of every announcement (at 50 peers, most of the start-up cost) for nothing new.
+        self._recent_responses: dict[tuple[str, bytes], tuple[float, int]] = {}
         self._conflict_times: deque[float] = deque()
         self._next_housekeeping: float | None = None
         # Per-table memos (the table is immutable; cleared whenever it is replaced).
@@ -406,6 +411,23 @@ class Responder:
 
     # ---- input
 
+    def _dual_stack_copy(self, now: float, iface: str, family: int, data: bytes) -> bool:
+        """True if these exact response bytes arrived on ``iface`` over the other family
+        within the last second (its records were cached then; a same-family repeat is a real
+        retransmission and is read)."""
+        key = (iface, data)
+        seen = self._recent_responses.get(key)
+        if seen is not None and now - seen[0] < 1.0 and seen[1] != family:
+            return True
+        if len(self._recent_responses) >= 512:
+            self._recent_responses = {
+                k: v for k, v in self._recent_responses.items() if now - v[0] < 1.0
+            }
+            if len(self._recent_responses) >= 512:
+                self._recent_responses.clear()
+        self._recent_responses[key] = (now, family)
+        return False
+
     def on_packet(
         self,
         now: float,
@@ -430,6 +452,14 @@ class Responder:
             own_until is not None and own_until >= now and self._is_own_address(src[0])
         ):
             self._stats.ignored += 1
+            return []
+        if (
+            to_group
+            and len(data) > 2
+            and data[2] & 0x80
+            and self._dual_stack_copy(now, iface, family, bytes(data))
+        ):
+            self._stats.dual_stack_copies_skipped += 1
             return []
         try:
             packet = _parse(data)

@@ -1079,3 +1079,19 @@ def test_malformed_response_is_counted_and_dropped() -> None:
     data = _announcement()
     responder.on_packet(10.0, "eth0", 4, PEER, data[:-2])
     assert responder.stats.malformed_dropped == 1
+
+
+def test_the_ipv6_copy_of_a_response_already_read_over_ipv4_is_skipped() -> None:
+    cache = FakeCache()
+    responder = established(cache=cache)
+    packet = response(a_rr("other.local", "10.77.0.9"))
+    peer6 = ("fe80::9", 5353)
+    responder.on_packet(10.0, "eth0", 4, PEER, packet)
+    responder.on_packet(10.001, "eth0", 6, peer6, packet)  # the dual-stack copy
+    assert responder.stats.dual_stack_copies_skipped == 1
+    assert len(cache.inserted) == 1
+    # the same family again, or the other family a second later, is read as usual
+    responder.on_packet(10.5, "eth0", 4, PEER, packet)
+    responder.on_packet(11.6, "eth0", 6, peer6, packet)
+    assert responder.stats.dual_stack_copies_skipped == 1
+    assert len(cache.inserted) == 3
