@@ -655,13 +655,7 @@ def test_suspicion_timeout_follows_memberlist_and_shrinks_with_confirmations() -
 
 def test_a_lone_suspicion_waits_the_maximum() -> None:
     timing = SwimTiming()
-    m = Membership("a", "a", PORT, timing=timing, rng=random.Random(1), meta={})
-    m.start(0.0)
-    entries = tuple(
-        MemberUpdate(f"p{i}", MemberState.ALIVE, 0, (f"10.0.1.{i}",), PORT, 0, f"p{i}")
-        for i in range(6)
-    )
-    m.on_message(0.0, "p0", ("10.0.1.0", PORT), Sync(entries, False))
+    m = cluster_of(6)
     rumour = MemberUpdate("p5", MemberState.SUSPECT, 0, ("10.0.1.5",), PORT, 0, "p5", "p1")
     m.on_message(10.0, "p1", ("10.0.1.1", PORT), rumour)
     low = suspicion_timeout(timing, m.alive_count())
@@ -1139,13 +1133,7 @@ def test_fifty_devices_discovering_each_other_converge_with_few_joins() -> None:
 
 def test_a_device_starved_of_cpu_gives_a_suspect_longer() -> None:
     timing = SwimTiming()
-    m = Membership("a", "a", PORT, timing=timing, rng=random.Random(1), meta={})
-    m.start(0.0)
-    entries = tuple(
-        MemberUpdate(f"p{i}", MemberState.ALIVE, 0, (f"10.0.1.{i}",), PORT, 0, f"p{i}")
-        for i in range(6)
-    )
-    m.on_message(0.0, "p0", ("10.0.1.0", PORT), Sync(entries, False))
+    m = cluster_of(6)
     deadline = m.next_deadline()
     assert deadline is not None
     m.on_timer(deadline + 3.0)  # we slept through three probe intervals: local health rises
