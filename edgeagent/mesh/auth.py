@@ -311,15 +311,17 @@ class _Pending:
     nonce: bytes
     issued: float
     sent: float
+    resends: int = 0
 
 
 class ChallengeBook:
     """Nonces we sent to unverified senders, and a limit on the answers we give.
 
-    At most one nonce is outstanding per sender; ``issue`` returns it again (for a resend) at
-    most every ``min_interval`` seconds and ``None`` in between. A nonce is single use and
-    expires ``ttl`` seconds after it was made. Both maps are bounded by ``max_pending``
-    (oldest dropped first); senders in them come only from authenticated frames.
+    At most one nonce is outstanding per sender; ``issue`` returns it again (for a resend) after
+    ``min_interval`` seconds, then after twice that, and so on, and ``None`` in between. A
+    nonce is single use and expires ``ttl`` seconds after it was made. Both maps are bounded
+    by ``max_pending`` (oldest dropped first); senders in them come only from authenticated
+    frames.
     """
 
     def __init__(
@@ -340,9 +342,12 @@ class ChallengeBook:
         """The nonce to send to ``sender`` now, or ``None`` if we sent one too recently."""
         pending = self._pending.get(sender)
         if pending is not None and now - pending.issued < self.ttl:
-            if now - pending.sent < self.min_interval:
+            # Resends back off (min_interval, twice that, ...): a peer busy starting up keeps
+            # sending us frames before it can answer, and each used to earn a new Challenge.
+            if now - pending.sent < self.min_interval * 2**pending.resends:
                 return None
             pending.sent = now
+            pending.resends += 1
             return pending.nonce
         self._pending.pop(sender, None)
         self._pending[sender] = _Pending(secrets.token_bytes(NONCE_SIZE), now, now)

@@ -336,6 +336,10 @@ def test_one_outstanding_challenge_per_sender_with_rate_limited_resends() -> Non
     first = book.issue(0.0, "a")
     assert book.issue(0.1, "a") is None
     assert book.issue(0.6, "a") == first  # a resend of the same nonce
+    assert book.issue(1.5, "a") is None  # resends back off: 0.5 s, then 1 s, then 2 s
+    assert book.issue(1.7, "a") == first
+    assert book.issue(3.6, "a") is None
+    assert book.issue(3.8, "a") == first
     fresh = book.issue(5.0, "a")
     assert fresh is not None
     assert fresh != first
