@@ -175,8 +175,15 @@ def parse_query(data: bytes) -> Query:
     return Query(header.id, header.flags, tuple(questions), edns)
 
 
-def read_name(data: bytes, offset: int) -> tuple[tuple[bytes, ...], int]:
-    """Read a possibly compressed name at ``offset``: (labels, offset after the name)."""
+def read_name(
+    data: bytes, offset: int, memo: dict[int, tuple[bytes, ...]] | None = None
+) -> tuple[tuple[bytes, ...], int]:
+    """Read a possibly compressed name at ``offset``: (labels, offset after the name).
+
+    With ``memo`` (one dict per message), the names compression pointers lead to are read
+    once: in an mDNS question with ~50 known answers every owner points back at the question's
+    name and every PTR target is one label plus that same pointer.
+    """
     labels: list[bytes] = []
     total = 1
     end: int | None = None
@@ -195,6 +202,14 @@ def read_name(data: bytes, offset: int) -> tuple[tuple[bytes, ...], int]:
             # Pointers must go backwards, into the message after the header (RFC 1035 §4.1.4).
             if pointer >= offset or pointer < HEADER_LEN:
                 raise MalformedQuery("bad compression pointer", header_ok=True)
+            if memo is not None:
+                suffix = memo.get(pointer)
+                if suffix is None:
+                    suffix = memo[pointer] = read_name(data, pointer)[0]
+                total += sum(len(label) + 1 for label in suffix)
+                if total > MAX_NAME_LEN:
+                    raise MalformedQuery("name longer than 255 octets", header_ok=True)
+                return (*labels, *suffix), end
             jumps += 1
             if jumps > MAX_POINTERS:
                 raise MalformedQuery("compression pointer loop", header_ok=True)

@@ -1266,7 +1266,7 @@ def _parse_query(data: bytes, ident: int, flags: int, qdcount: int, ancount: int
     keys: dict[tuple[bytes, ...], NameKey] = {}  # the same owner name ~50 times over
     memo: dict[int, tuple[bytes, ...]] = {}
     for _ in range(ancount):
-        labels, offset = _read_name_memo(data, offset, memo)
+        labels, offset = read_name(data, offset, memo)
         rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
         offset += 10
         end = offset + rdlength
@@ -1275,15 +1275,9 @@ def _parse_query(data: bytes, ident: int, flags: int, qdcount: int, ancount: int
         if rtype in _RAW_RDATA:
             rdata = data[offset:end]
         elif rtype in _NAME_RDATA:
-            target, after = _read_name_memo(data, offset, memo)
-            if after != end:
-                raise ValueError("name rdata length mismatch")
-            rdata = _uncompressed(target)
+            rdata = _rdata_name(data, offset, end, memo)[1]
         elif rtype == RType.SRV:
-            target, after = _read_name_memo(data, offset + 6, memo)
-            if after != end:
-                raise ValueError("SRV rdata length mismatch")
-            rdata = data[offset : offset + 6] + _uncompressed(target)
+            rdata = data[offset : offset + 6] + _rdata_name(data, offset + 6, end, memo)[1]
         else:
             offset = end
             continue
@@ -1307,46 +1301,19 @@ def _parse_query(data: bytes, ident: int, flags: int, qdcount: int, ancount: int
     )
 
 
-def _read_name_memo(
-    data: bytes, offset: int, memo: dict[int, tuple[bytes, ...]]
-) -> tuple[tuple[bytes, ...], int]:
-    """``read_name``, remembering the names compression pointers lead to: in a question with
-    ~50 known answers every owner is a pointer back to the question's name and every PTR
-    target is one label plus the same pointer. Same checks as ``read_name``."""
-    size = len(data)
-    prefix: list[bytes] = []
-    while True:
-        if offset >= size:
-            raise ValueError("name runs past the end")
-        length = data[offset]
-        if length & 0xC0 == 0xC0:
-            if offset + 1 >= size:
-                raise ValueError("compression pointer cut short")
-            pointer = ((length & 0x3F) << 8) | data[offset + 1]
-            if pointer >= offset or pointer < 12:  # as read_name: backwards, past the header
-                raise ValueError("bad compression pointer")
-            suffix = memo.get(pointer)
-            if suffix is None:
-                suffix = memo[pointer] = read_name(data, pointer)[0]
-            labels = (*prefix, *suffix) if prefix else suffix
-            end = offset + 2
-            break
-        if length & 0xC0:
-            raise ValueError("unknown label type")
-        if length == 0:
-            labels, end = tuple(prefix), offset + 1
-            break
-        if offset + 1 + length > size:
-            raise ValueError("label runs past the end")
-        prefix.append(data[offset + 1 : offset + 1 + length])
-        offset += 1 + length
-    if sum(len(label) + 1 for label in labels) + 1 > 255:
-        raise ValueError("name longer than 255 octets")
-    return labels, end
-
-
 def _uncompressed(labels: tuple[bytes, ...]) -> bytes:
     return b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
+
+
+def _rdata_name(
+    data: bytes, offset: int, end: int, memo: dict[int, tuple[bytes, ...]]
+) -> tuple[tuple[bytes, ...], bytes]:
+    """The name that fills rdata from ``offset`` to ``end`` (PTR, CNAME, NS, the SRV target):
+    its labels and uncompressed bytes; raises when it does not end exactly at ``end``."""
+    target, after = read_name(data, offset, memo)
+    if after != end:
+        raise ValueError("name rdata length mismatch")
+    return target, _uncompressed(target)
 
 
 def _parse_records(
@@ -1371,11 +1338,12 @@ def _parse_records(
         offset += 4
         questions.append(_Question(DNSLabel(list(labels)), qtype, bool(qclass & UNICAST_RESPONSE)))
     size = len(data)
+    memo: dict[int, tuple[bytes, ...]] = {}
     sections: list[list[_Seen]] = []
     for count in counts:
         seen: list[_Seen] = []
         for _ in range(count):
-            labels, offset = read_name(data, offset)
+            labels, offset = read_name(data, offset, memo)
             rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
             offset += 10
             end = offset + rdlength
@@ -1385,7 +1353,7 @@ def _parse_records(
                 _check_options(data, offset, end)
                 offset = end
                 continue
-            rdata = _read_rdata(data, rtype, offset, end)
+            rdata = _read_rdata(data, rtype, offset, end, memo)
             if rdata is None:
                 return None
             name, key = _name_and_key(labels)
@@ -1408,7 +1376,9 @@ def _parse_records(
     )
 
 
-def _read_rdata(data: bytes, rtype: int, offset: int, end: int) -> tuple[Any, bytes] | None:
+def _read_rdata(
+    data: bytes, rtype: int, offset: int, end: int, memo: dict[int, tuple[bytes, ...]]
+) -> tuple[Any, bytes] | None:
     """dnslib rdata and its uncompressed bytes (as ``_rdata_bytes`` packs it); None: ask dnslib.
 
     The bytes are taken from the packet where they are already uncompressed; only names in
@@ -1418,11 +1388,9 @@ def _read_rdata(data: bytes, rtype: int, offset: int, end: int) -> tuple[Any, by
         raise ValueError("empty record data")  # dnslib refuses these too
     name_class = _NAME_CLASSES.get(rtype)
     if name_class is not None:
-        target, after = read_name(data, offset)
-        if after != end:
-            raise ValueError("name rdata length mismatch")
+        target, raw = _rdata_name(data, offset, end, memo)
         _check_utf8(target)
-        return name_class(DNSLabel(target)), _uncompressed(target)
+        return name_class(DNSLabel(target)), raw
     address = _ADDRESS_CLASSES.get(rtype)
     if address is not None:
         raw = data[offset:end]
@@ -1431,12 +1399,9 @@ def _read_rdata(data: bytes, rtype: int, offset: int, end: int) -> tuple[Any, by
         return address[0](tuple(raw)), raw
     if rtype == _TYPE_SRV:
         priority, weight, port = _SRV_FIXED.unpack_from(data, offset)
-        target, after = read_name(data, offset + 6)
-        if after != end:
-            raise ValueError("SRV rdata length mismatch")
+        target, raw = _rdata_name(data, offset + 6, end, memo)
         _check_utf8(target)
-        raw = data[offset : offset + 6] + _uncompressed(target)
-        return SRV(priority, weight, port, DNSLabel(target)), raw
+        return SRV(priority, weight, port, DNSLabel(target)), data[offset : offset + 6] + raw
     if rtype == _TYPE_TXT:
         strings = []
         position = offset
@@ -1448,7 +1413,7 @@ def _read_rdata(data: bytes, rtype: int, offset: int, end: int) -> tuple[Any, by
             raise ValueError("TXT string runs past its record")
         return TXT(strings), data[offset:end]
     if rtype == _TYPE_NSEC:
-        target, after = read_name(data, offset)
+        target, after = read_name(data, offset, memo)
         if after > end:
             raise ValueError("NSEC name runs past its record")
         _check_utf8(target)

@@ -16,6 +16,7 @@ from edgeagent.bridge.wire import (
     StreamFramer,
     frame,
     parse_query,
+    read_name,
     truncated_copy,
 )
 from edgeagent.errors import AddressInUseError, TransportError
@@ -40,6 +41,23 @@ def test_compressed_question_names_follow_pointers() -> None:
     second = b"\x03www\xc0\x0c" + b"\x00\x01\x00\x01"
     parsed = parse_query(header + first + second)
     assert [q.name for q in parsed.questions] == ["edge.local", "www.edge.local"]
+
+
+def test_read_name_with_a_memo_reads_each_pointer_target_once() -> None:
+    data = struct.pack("!HHHHHH", 1, 0, 0, 0, 0, 0) + b"\x04edge\x05local\x00"
+    data += b"\x03www\xc0\x0c" + b"\x03ftp\xc0\x0c" + b"\xc0\x0c"
+    memo: dict[int, tuple[bytes, ...]] = {}
+    offsets = [12, 24, 30, 36]
+    read = [read_name(data, offset, memo) for offset in offsets]
+    assert read == [read_name(data, offset) for offset in offsets]
+    assert read[1] == ((b"www", b"edge", b"local"), 30)
+    assert memo == {12: (b"edge", b"local")}
+    with pytest.raises(MalformedQuery):  # the 255-octet limit still counts the remembered part
+        read_name(
+            b"\x00" * 12 + b"\x3f" + b"a" * 63 + b"\x00" + (b"\x3f" + b"b" * 63) * 3 + b"\xc0\x0c",
+            77,
+            {},
+        )
 
 
 @pytest.mark.parametrize(
