@@ -403,16 +403,13 @@ class Membership:
             if known is None and self._defer_join(now, device_id, candidate_addresses, port):
                 return []
         # Without an id (static peers, DNS) an address where a live member answers is enough.
-        live = {m.addr() for m in self._members.values() if m.state in _LIVE}
+        live = (
+            {m.addr() for m in self._members.values() if m.state in _LIVE}
+            if device_id is None
+            else set()
+        )
         out: list[Effect] = []
-        for address in list(dict.fromkeys(candidate_addresses))[:4]:
-            addr = (address, port)
-            if device_id is None and addr in live:
-                continue
-            pending = self._pending_joins.get(addr)
-            if pending is not None and now < pending.due:
-                continue  # a join is under way; its retries take care of it
-            self._start_join(now, addr, out)
+        self._join_addresses(now, candidate_addresses, port, out, skip=live)
         return out
 
     def on_message(
@@ -874,11 +871,25 @@ class Membership:
             known = self._members.get(device_id)
             if known is not None and known.state in _LIVE:
                 continue  # gossip brought it
-            for address in list(dict.fromkeys(deferred.addresses))[:4]:
-                addr = (address, deferred.port)
-                pending = self._pending_joins.get(addr)
-                if pending is None or now >= pending.due:
-                    self._start_join(now, addr, out)
+            self._join_addresses(now, deferred.addresses, deferred.port, out)
+
+    def _join_addresses(
+        self,
+        now: float,
+        addresses: Sequence[str],
+        port: int,
+        out: list[Effect],
+        skip: set[Address] | frozenset[Address] = frozenset(),
+    ) -> None:
+        """Join a device at (up to four of) its addresses, minus ``skip``."""
+        for address in list(dict.fromkeys(addresses))[:4]:
+            addr = (address, port)
+            if addr in skip:
+                continue
+            pending = self._pending_joins.get(addr)
+            if pending is not None and now < pending.due:
+                continue  # a join is under way; its retries take care of it
+            self._start_join(now, addr, out)
 
     def _run_joins(self, now: float, out: list[Effect]) -> None:
         for addr, pending in list(self._pending_joins.items()):
