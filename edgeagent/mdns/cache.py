@@ -115,7 +115,9 @@ class Cache:
                 entry.expires_at < existing.expires_at
                 or existing.record.unique != record.unique
                 # same key, new spelling (names in rdata compare case-insensitively)
-                or (record.rtype in _NAMED_RDATA and existing.record.data_text != record.data_text)
+                or (
+                    record.rtype in _NAMED_RDATA and _spelling(existing.record) != _spelling(record)
+                )
             )
             entries[key] = entry
         return self._changed(changed)
@@ -281,17 +283,13 @@ class Cache:
         address = address_from_reverse(".".join(key))
         if address is None:
             return []
-        wanted = ipaddress.ip_address(address)
+        wanted = ipaddress.ip_address(address).packed.hex()
         result: list[CacheEntry] = []
         for entries in self._by_iface.values():
             for (_, entry_type, data), entry in entries.items():
                 if entry_type not in (RType.A, RType.AAAA) or entry.expires_at <= now:
                     continue
-                try:
-                    matches = ipaddress.ip_address(data) == wanted
-                except ValueError:
-                    continue
-                if matches:
+                if data == wanted:
                     host = entry.record.name
                     ptr = Record(
                         reverse_name(address),
@@ -321,7 +319,17 @@ def _data_key(record: Record) -> str:
         # The strings themselves (dnslib's zone text escapes byte by byte, which at 50 peers
         # was most of the cost of caching a record): length-prefixed, so no two lists clash.
         return "".join(f"{len(s)}:{s.decode('latin-1')}" for s in data.data)
+    if record.rtype in (RType.A, RType.AAAA):
+        # The address bytes (dnslib's text form of an IPv6 address is costly to build).
+        return bytes(data.data).hex()
     return record.data_text
+
+
+def _spelling(record: Record) -> tuple[bytes, ...]:
+    """The exact labels of the name inside PTR/NSEC/SRV rdata (the key ignores case)."""
+    data = record.data
+    label = data.target if record.rtype == RType.SRV else data.label
+    return tuple(label.label)
 
 
 _NAMED_RDATA = (RType.PTR, RType.NSEC, RType.SRV)

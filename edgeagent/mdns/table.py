@@ -166,7 +166,15 @@ class RecordTable:
     services that cannot be advertised (duplicate ids, two services with one instance name).
     """
 
-    __slots__ = ("_hosts", "_index_memo", "_instance_keys", "_services", "_ttl", "_unique_keys")
+    __slots__ = (
+        "_answer_memo",
+        "_hosts",
+        "_index_memo",
+        "_instance_keys",
+        "_services",
+        "_ttl",
+        "_unique_keys",
+    )
 
     def __init__(self, *, hosts: Sequence[str], services: Sequence[ServiceSpec], ttl: int) -> None:
         if not 0 < ttl < 2**31:
@@ -190,6 +198,9 @@ class RecordTable:
         self._instance_keys = frozenset(instances)
         self._unique_keys = frozenset(name_key(n) for n in self.unique_names())
         self._index_memo: dict[InterfaceInfo, dict[NameKey, list[Record]]] = {}
+        # The table never changes, so neither does the answer to a question: at 50 peers each
+        # device answers the same few questions hundreds of times a minute.
+        self._answer_memo: dict[tuple[InterfaceInfo, NameKey, int], Answer] = {}
 
     @classmethod
     def from_config(
@@ -361,6 +372,16 @@ class RecordTable:
         it does not have on this interface, the answer is an NSEC record (RFC 6762 §6.1).
         """
         key = name_key(name)
+        memo_key = (iface, key, rtype)
+        answer = self._answer_memo.get(memo_key)
+        if answer is None:
+            answer = self._answer(key, rtype, iface)
+            if len(self._answer_memo) >= 256:  # questions about names we lack vary freely
+                self._answer_memo.clear()
+            self._answer_memo[memo_key] = answer
+        return answer
+
+    def _answer(self, key: NameKey, rtype: int, iface: InterfaceInfo) -> Answer:
         index = self._index(iface)
         records = index.get(key, [])
         if rtype == RType.NSEC and key in self._unique_keys and records:
