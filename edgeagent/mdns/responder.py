@@ -67,6 +67,9 @@ from edgeagent.mdns.table import next_host_name, next_instance_name
 from edgeagent.net.model import InterfaceInfo
 
 MDNS_PORT = 5353
+# RFC 6762 §7.3: another host's identical question this recent counts as ours (it gives no
+# figure; one second is the shortest interval between our own repeated questions).
+DUPLICATE_QUESTION_WINDOW = 1.0
 WireKey = tuple[NameKey, int, bytes]
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +209,7 @@ class ResponderStats:
     records_withdrawn: int = 0  # reverse PTRs yielded to another stack on the same address
     cache_updates: int = 0  # inserts that changed what the cache returns
     dual_stack_copies_skipped: int = 0  # a response already read via the other family
+    duplicate_questions_suppressed: int = 0  # ours not sent: another host just asked it (§7.3)
 
 
 class EngineState(Enum):
@@ -248,6 +252,8 @@ class Responder:
         # sends the same bytes over IPv4 and IPv6, and reading both copies doubles the work
         # of every announcement (at 50 peers, most of the start-up cost) for nothing new.
         self._recent_responses: dict[tuple[str, bytes], tuple[float, int]] = {}
+        # QM questions other hosts asked lately, with their known answers (RFC 6762 §7.3).
+        self._questions_seen: dict[tuple[str, NameKey, int], tuple[float, frozenset[WireKey]]] = {}
         self._conflict_times: deque[float] = deque()
         self._next_housekeeping: float | None = None
         # Per-table memos (the table is immutable; cleared whenever it is replaced).
@@ -377,6 +383,7 @@ class Responder:
         *,
         unicast: bool = False,
         families: Sequence[int] = (4, 6),
+        suppress_duplicate: bool = False,
     ) -> list[Effect]:
         """A one-shot question on every interface and each of ``families``; answers land in
         the cache.
@@ -384,6 +391,12 @@ class Responder:
         ``unicast`` asks for unicast answers (QU, RFC 6762 §5.4): what a device that just
         started should ask first, so that fifty peers answering it do not each multicast to
         everyone (responders still multicast a record they have not multicast lately).
+
+        ``suppress_duplicate`` is for continuous querying (browsing): a QM question is not
+        sent on an interface where another host asked it within the last second listing no
+        known answer we lack (RFC 6762 §7.3); the answers it drew reached us too, so the
+        caller counts ours as sent. Fifty devices browsing for each other then ask a handful
+        of times per round instead of fifty.
         """
         qclass = CLASS_IN | (UNICAST_RESPONSE if unicast else 0)
         if self._state is not EngineState.RUNNING:
@@ -395,6 +408,13 @@ class Responder:
             known = (
                 [] if self._cache is None else self._cache.known_answers(now, iface, name, rtype)
             )
+            if (
+                suppress_duplicate
+                and not unicast
+                and self._asked_lately(now, state, name, rtype, known)
+            ):
+                self._stats.duplicate_questions_suppressed += 1
+                continue
             while True:
                 message = _message(response=False)
                 message.add_question(DNSQuestion(name, rtype, qclass))
@@ -408,6 +428,38 @@ class Responder:
                 if family in families:
                     self._send(now, state, family, dest=None, payload=payload, out=out)
         return out
+
+    def _asked_lately(
+        self, now: float, state: _IfaceState, name: str, rtype: int, known: list[Record]
+    ) -> bool:
+        """§7.3: another host asked this QM question on ``state``'s link within the last
+        second, and its known answers are all among ours (or are our own records)."""
+        seen = self._questions_seen.get((state.info.name, name_key(name), rtype))
+        if seen is None or now - seen[0] >= DUPLICATE_QUESTION_WINDOW:
+            return False
+        ours = {_wire_key(record) for record in known}
+        ours.update(self._wire(r) for r in self._table.query(name, rtype, state.info).answers)
+        return seen[1] <= ours
+
+    def _note_questions(self, now: float, iface: str, packet: _Packet) -> None:
+        """Remember the QM questions of a complete multicast query, for ``_asked_lately``."""
+        if packet.truncated:
+            return  # more known answers follow in another packet: not comparable
+        for question in packet.questions:
+            if question.unicast:
+                continue
+            key = name_key(question.label)
+            rtype = question.rtype
+            known = frozenset(k for k in packet.known if k[0] == key and rtype in (RType.ANY, k[1]))
+            if len(self._questions_seen) >= 256:
+                self._questions_seen = {
+                    k: v
+                    for k, v in self._questions_seen.items()
+                    if now - v[0] < DUPLICATE_QUESTION_WINDOW
+                }
+                if len(self._questions_seen) >= 256:
+                    self._questions_seen.clear()
+            self._questions_seen[(iface, key, rtype)] = (now, known)
 
     # ---- input
 
@@ -738,6 +790,8 @@ class Responder:
         if is_probe:
             self._check_simultaneous_probe(now, state, packet)
             self._yield_unprobed(now, state, packet.authority, self._unique(), out)
+        elif not legacy and not direct:
+            self._note_questions(now, state.info.name, packet)
         known = packet.known
         unique = self._unique()
         multicast: dict[WireKey, Record] = {}

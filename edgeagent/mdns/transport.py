@@ -245,18 +245,32 @@ class MdnsService:
         return []
 
     def query(
-        self, name: str, rtype: int, *, unicast: bool = False, families: Sequence[int] = (4, 6)
+        self,
+        name: str,
+        rtype: int,
+        *,
+        unicast: bool = False,
+        families: Sequence[int] = (4, 6),
+        suppress_duplicate: bool = False,
     ) -> None:
         """Ask the LAN now, on every interface, whatever the cache holds; answers land in it.
 
         ``resolve`` stops at the cache; browsing (e.g. mesh discovery) must keep asking so
         that a peer whose announcement was lost is still found. ``unicast`` sets the QU bit
         (RFC 6762 §5.4), for the first question after start-up; ``families`` limits the
-        question to IPv4 or IPv6.
+        question to IPv4 or IPv6; ``suppress_duplicate`` skips an interface where another
+        host just asked the same (RFC 6762 §7.3, for repeated browsing questions).
         """
         if not self._closed:
             now = time.monotonic()
-            effects = self._responder.query(now, name, rtype, unicast=unicast, families=families)
+            effects = self._responder.query(
+                now,
+                name,
+                rtype,
+                unicast=unicast,
+                families=families,
+                suppress_duplicate=suppress_duplicate,
+            )
             self._execute(effects)
 
     async def wait_cache_change(self, generation: int, timeout: float | None = None) -> int:  # noqa: ASYNC109

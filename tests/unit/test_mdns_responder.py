@@ -812,6 +812,77 @@ def test_query_lists_known_answers_and_cuts_them_to_one_packet() -> None:
     assert 3 < len(parse(send).rr) < 80
 
 
+def _browsing_responder() -> Responder:
+    from edgeagent.dns.records import ptr_record
+    from edgeagent.mdns.cache import Cache
+
+    cache = Cache()
+    responder = Responder(make_table(), rng=MidRng(), cache=cache)
+    responder.set_interfaces(0.0, (ETH0,))
+    responder.start(0.0)
+    for i in range(3):
+        cache.insert(0.0, "eth0", ptr_record("_x._tcp.local", f"peer{i}._x._tcp.local", 120))
+    return responder
+
+
+def _peer_browse(known: list[str], *, qu: bool = False) -> bytes:
+    rrs = tuple(
+        RR("_x._tcp.local", QTYPE.PTR, ttl=120, rdata=PTR(f"{target}._x._tcp.local"))
+        for target in known
+    )
+    return query("_x._tcp.local", QTYPE.PTR, qu=qu, known=rrs)
+
+
+def test_duplicate_question_from_another_host_suppresses_ours() -> None:
+    # RFC 6762 §7.3: a peer asked the same QM question, listing only answers we know too.
+    responder = _browsing_responder()
+    responder.on_packet(5.0, "eth0", 4, PEER, _peer_browse(["peer0", "peer1"]))
+    out = responder.query(5.5, "_x._tcp.local", RType.PTR, suppress_duplicate=True)
+    assert sends(out) == []
+    assert responder.stats.duplicate_questions_suppressed == 1
+    # Without the option (a one-shot resolve) the question goes out all the same.
+    assert sends(responder.query(5.5, "_x._tcp.local", RType.PTR))
+
+
+def test_duplicate_question_is_asked_when_it_lists_an_answer_we_lack() -> None:
+    # Its known answer would silence a responder we have not heard from: ask ourselves.
+    responder = _browsing_responder()
+    responder.on_packet(5.0, "eth0", 4, PEER, _peer_browse(["peer0", "stranger"]))
+    out = responder.query(5.5, "_x._tcp.local", RType.PTR, suppress_duplicate=True)
+    assert {s.family for s in sends(out)} == {4, 6}
+    assert responder.stats.duplicate_questions_suppressed == 0
+
+
+def test_duplicate_question_counts_our_own_records_as_known() -> None:
+    # A peer lists our own service instance: never in our cache, but we hold it ourselves.
+    responder = established((GREENHOUSE,), cache=FakeCache())
+    ours = RR("_http._tcp.local", QTYPE.PTR, ttl=120, rdata=PTR(INSTANCE_LABEL))
+    responder.on_packet(10.0, "eth0", 4, PEER, query("_http._tcp.local", QTYPE.PTR, known=(ours,)))
+    out = responder.query(10.2, "_http._tcp.local", RType.PTR, suppress_duplicate=True)
+    assert sends(out) == []
+    assert responder.stats.duplicate_questions_suppressed == 1
+
+
+def test_duplicate_question_window_qu_and_truncation() -> None:
+    responder = _browsing_responder()
+    # Older than a second: ours goes out.
+    responder.on_packet(5.0, "eth0", 4, PEER, _peer_browse([]))
+    assert sends(responder.query(6.0, "_x._tcp.local", RType.PTR, suppress_duplicate=True))
+    # A QU question draws unicast answers we never see: it does not count.
+    responder.on_packet(7.0, "eth0", 4, PEER, _peer_browse([], qu=True))
+    assert sends(responder.query(7.1, "_x._tcp.local", RType.PTR, suppress_duplicate=True))
+    # A truncated query continues in another packet: its list is incomplete, not comparable.
+    truncated = bytearray(_peer_browse([]))
+    truncated[2] |= 0x02
+    responder.on_packet(8.0, "eth0", 4, PEER, bytes(truncated))
+    assert sends(responder.query(8.1, "_x._tcp.local", RType.PTR, suppress_duplicate=True))
+    # Our own QU question is never suppressed.
+    responder.on_packet(9.0, "eth0", 4, PEER, _peer_browse([]))
+    out = responder.query(9.1, "_x._tcp.local", RType.PTR, unicast=True, suppress_duplicate=True)
+    assert sends(out)
+    assert responder.stats.duplicate_questions_suppressed == 0
+
+
 # -- the lean query parser agrees with dnslib -------------------------------------------------
 
 _labels = st.lists(

@@ -294,7 +294,13 @@ class FakeMdns:
         await asyncio.sleep(0)
 
     def query(
-        self, name: str, rtype: int, *, unicast: bool = False, families: Sequence[int] = (4, 6)
+        self,
+        name: str,
+        rtype: int,
+        *,
+        unicast: bool = False,
+        families: Sequence[int] = (4, 6),
+        suppress_duplicate: bool = False,
     ) -> None:
         self.questions.append((name, rtype, False))
         self.unicast_asked.append(unicast)

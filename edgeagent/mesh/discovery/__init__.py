@@ -96,7 +96,13 @@ class MdnsBrowser(Protocol):
     ) -> list[Record]: ...
 
     def query(
-        self, name: str, rtype: int, *, unicast: bool = False, families: Sequence[int] = (4, 6)
+        self,
+        name: str,
+        rtype: int,
+        *,
+        unicast: bool = False,
+        families: Sequence[int] = (4, 6),
+        suppress_duplicate: bool = False,
     ) -> None: ...
 
     async def wait_interfaces(self) -> None: ...

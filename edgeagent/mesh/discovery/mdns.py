@@ -248,8 +248,11 @@ class MdnsDiscovery:
         """One round of questions: the service's PTRs, then the pieces still missing."""
         # Always on the wire: resolve() would stop at the cache once any peer is known. IPv4
         # only: the peer link is IPv4, answers carry AAAA records anyway, and at 50 peers
-        # every question costs each of them a packet to read (half as many this way).
-        self._mdns.query(AGENT_SERVICE, RType.PTR, unicast=unicast, families=(4,))
+        # every question costs each of them a packet to read (half as many this way). A QM
+        # question someone else just asked is not asked again (RFC 6762 §7.3).
+        self._mdns.query(
+            AGENT_SERVICE, RType.PTR, unicast=unicast, families=(4,), suppress_duplicate=True
+        )
         for name, rtype in self._missing[: self.max_missing_queries]:
             await self._resolve(name, rtype)
 
