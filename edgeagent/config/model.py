@@ -95,7 +95,7 @@ class ClusterConfig:
     max_local_health: int = 8  # Lifeguard: probing slows to at most this many times
     rejoin_interval: float = 5.0  # first retry to reach a dead member, doubling ...
     rejoin_max_interval: float = 30.0  # ... up to this
-    join_defer: float = 1.0  # wait this (to 2x) for gossip to introduce a discovered device
+    join_defer: float = 2.0  # wait this (to 2x) for gossip to introduce a discovered device
     dns_name: str | None = None  # strategy dns: an SRV name, or an A/AAAA name + ``port``
     dns_interval: float = 5.0
     interfaces: InterfacesConfig = field(default_factory=InterfacesConfig)

@@ -165,7 +165,7 @@ class SwimTiming:
     join_attempts: int = 4
     # A device discovered while we already have members (or JOIN_FANOUT joins under way) is
     # joined only if gossip has not brought it within join_defer..2*join_defer seconds.
-    join_defer: float = 1.0
+    join_defer: float = 2.0
     meta_retry: float = 2.0
     sync_answer_interval: float = 1.0  # at most one full-state answer per sender this often
 

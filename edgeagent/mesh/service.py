@@ -52,6 +52,7 @@ from edgeagent.mesh.membership import (
 from edgeagent.mesh.messages import (
     Challenge,
     ChallengeResponse,
+    Join,
     MemberState,
     Message,
     Request,
@@ -66,13 +67,14 @@ log = logging.getLogger("edgeagent.mesh")
 
 Address = tuple[str, int]
 RequestHandler = Callable[[str, Any], Awaitable[Any]]
+Held = tuple[OpenedFrame, list[Message], Address]  # a frame waiting for its sender's answer
 
 MAX_PENDING_REQUESTS = 256
 MAX_HANDLING = 32
 MAX_SEEN = 1024
 ADDRESS_CHECK_INTERVAL = 2.0  # seconds between looks at our own interface addresses
 MAX_HELD = 256  # unverified senders whose latest frames wait for their challenge answer
-HELD_PER_SENDER = 4  # a join is several datagrams (Sync chunks with the Join, then Meta)
+HELD_PER_SENDER = 6  # a join is several datagrams (Sync chunks with the Join, then Meta)
 MAX_DATAGRAM = 9000  # larger datagrams are not ours: drop before spending an HMAC on them
 
 
@@ -166,7 +168,7 @@ class ClusterLink:
         self._children: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
         self._pending: dict[int, _Pending] = {}
-        self._held: dict[str, deque[tuple[OpenedFrame, list[Message], Address]]] = {}
+        self._held: dict[str, deque[Held]] = {}
         self._addresses_checked = 0.0
         self._request_ids = itertools.count(1)
         self._handling = 0
@@ -376,9 +378,7 @@ class ClusterLink:
             # Unknown sender, or an epoch we have not verified (a restart, or a replay). Keep
             # its latest frame: delivered if the sender proves it is live in that epoch.
             if sender in self._held or len(self._held) < MAX_HELD:
-                self._held.setdefault(sender, deque(maxlen=HELD_PER_SENDER)).append(
-                    (frame, messages, addr)
-                )
+                _hold(self._held.setdefault(sender, deque()), (frame, messages, addr))
             nonce = self._challenges.issue(now, sender)
             if nonce is not None:
                 stats.challenges_sent += 1
@@ -500,6 +500,22 @@ class ClusterLink:
                 wait = ADDRESS_CHECK_INTERVAL if deadline is None else deadline - now
                 async with asyncio.timeout(min(wait, ADDRESS_CHECK_INTERVAL)):
                     await self._wakeup.wait()
+
+
+def _hold(held: deque[Held], item: Held) -> None:
+    """Keep ``item`` among one unverified sender's held frames, at most ``HELD_PER_SENDER``.
+
+    When full, the oldest frame without a ``Join`` makes room: a join at 50 peers is four
+    frames (Sync chunks, then Meta), and a ping arriving with them used to push the Join out,
+    which left the join to its retry a second later.
+    """
+    if len(held) >= HELD_PER_SENDER:
+        victim = next(
+            (f for f in held if not any(isinstance(m, Join) for m in f[1])),
+            held[0],
+        )
+        held.remove(victim)
+    held.append(item)
 
 
 class _LinkProtocol(asyncio.DatagramProtocol):
