@@ -248,10 +248,12 @@ class Responder:
         self._ifaces: dict[str, _IfaceState] = {}
         self._stats = ResponderStats()
         self._own_payloads: dict[bytes, float] = {}
-        # (iface, payload) -> (when, family) of responses read lately: a dual-stack responder
-        # sends the same bytes over IPv4 and IPv6, and reading both copies doubles the work
-        # of every announcement (at 50 peers, most of the start-up cost) for nothing new.
-        self._recent_responses: dict[tuple[str, bytes], tuple[float, int]] = {}
+        # (iface, payload) -> (when, family, parsed query) of packets read lately: a dual-stack
+        # host sends the same bytes over IPv4 and IPv6. A response's copy is skipped (its
+        # records are cached already); a query's copy is handled again, as its family may
+        # matter for the answer, but not parsed again (at 50 peers each device reads 300
+        # probes while they all start).
+        self._recent_packets: dict[tuple[str, bytes], tuple[float, int, _Packet | None]] = {}
         # QM questions other hosts asked lately, with their known answers (RFC 6762 §7.3).
         self._questions_seen: dict[tuple[str, NameKey, int], tuple[float, frozenset[WireKey]]] = {}
         self._conflict_times: deque[float] = deque()
@@ -463,22 +465,26 @@ class Responder:
 
     # ---- input
 
-    def _dual_stack_copy(self, now: float, iface: str, family: int, data: bytes) -> bool:
-        """True if these exact response bytes arrived on ``iface`` over the other family
-        within the last second (its records were cached then; a same-family repeat is a real
-        retransmission and is read)."""
-        key = (iface, data)
-        seen = self._recent_responses.get(key)
+    def _dual_stack_copy(
+        self, now: float, iface: str, family: int, data: bytes
+    ) -> tuple[float, int, _Packet | None] | None:
+        """What we noted when these exact bytes arrived on ``iface`` over the other family
+        within the last second, or None (a same-family repeat is a real retransmission)."""
+        seen = self._recent_packets.get((iface, data))
         if seen is not None and now - seen[0] < 1.0 and seen[1] != family:
-            return True
-        if len(self._recent_responses) >= 512:
-            self._recent_responses = {
-                k: v for k, v in self._recent_responses.items() if now - v[0] < 1.0
+            return seen
+        return None
+
+    def _note_packet(
+        self, now: float, iface: str, family: int, data: bytes, packet: _Packet | None
+    ) -> None:
+        if len(self._recent_packets) >= 512:
+            self._recent_packets = {
+                k: v for k, v in self._recent_packets.items() if now - v[0] < 1.0
             }
-            if len(self._recent_responses) >= 512:
-                self._recent_responses.clear()
-        self._recent_responses[key] = (now, family)
-        return False
+            if len(self._recent_packets) >= 512:
+                self._recent_packets.clear()
+        self._recent_packets[(iface, data)] = (now, family, packet)
 
     def on_packet(
         self,
@@ -505,19 +511,21 @@ class Responder:
         ):
             self._stats.ignored += 1
             return []
-        if (
-            to_group
-            and len(data) > 2
-            and data[2] & 0x80
-            and self._dual_stack_copy(now, iface, family, bytes(data))
-        ):
-            self._stats.dual_stack_copies_skipped += 1
+        data = bytes(data)
+        copy = self._dual_stack_copy(now, iface, family, data) if to_group else None
+        if copy is not None and copy[2] is None:
+            self._stats.dual_stack_copies_skipped += 1  # a response, read already
             return []
-        try:
-            packet = _parse(data)
-        except Exception:  # dnslib raises many types (DNSError, IndexError, struct.error ...)
-            self._stats.malformed_dropped += 1
-            return []
+        if copy is not None and copy[2] is not None:
+            packet = copy[2]
+        else:
+            try:
+                packet = _parse(data)
+            except Exception:  # dnslib raises many types (DNSError, IndexError, struct.error)
+                self._stats.malformed_dropped += 1
+                return []
+            if to_group:
+                self._note_packet(now, iface, family, data, None if packet.is_response else packet)
         if packet.opcode != 0:  # RFC 6762 §18.3: other opcodes are silently ignored
             self._stats.ignored += 1
             return []

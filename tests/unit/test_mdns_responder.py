@@ -1166,3 +1166,27 @@ def test_the_ipv6_copy_of_a_response_already_read_over_ipv4_is_skipped() -> None
     responder.on_packet(11.6, "eth0", 6, peer6, packet)
     assert responder.stats.dual_stack_copies_skipped == 1
     assert len(cache.inserted) == 3
+
+
+def test_the_ipv6_copy_of_a_query_is_answered_without_parsing_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edgeagent.mdns.responder as engine
+
+    responder = established()
+    parsed: list[bytes] = []
+    real_parse = engine._parse
+
+    def counting_parse(data: bytes) -> object:
+        parsed.append(data)
+        return real_parse(data)
+
+    monkeypatch.setattr(engine, "_parse", counting_parse)
+    question = query("edge.local", QTYPE.A)
+    peer6 = ("fe80::9", 5353)
+    out = responder.on_packet(10.0, "eth0", 4, PEER, question)
+    out += responder.on_packet(10.001, "eth0", 6, peer6, question)
+    answers = sends(out) + sends(run_until(responder, 11.0))
+    assert len(parsed) == 1  # the copy reused the first parse
+    assert {s.family for s in answers} == {4, 6}  # each family still got its answer
+    assert responder.stats.queries_received == 2
