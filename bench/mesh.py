@@ -76,6 +76,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def false_deaths(cluster: Cluster, victims: frozenset[str] = frozenset()) -> int:
+    """ "dead" events, over every running agent's log, about devices (ids) never killed."""
+    return sum(
+        1
+        for agent in cluster.agents.values()
+        if agent.proc.poll() is None
+        for event in info(agent)["peers"]["events"]
+        if event["kind"] == "dead" and event["device_id"] not in victims
+    )
+
+
 def alive_count(agent: AgentHandle) -> int:
     return sum(1 for p in agent.call("peers") if p["state"] == "alive")
 
@@ -135,6 +146,7 @@ def converge(n: int, key: str) -> dict[str, Any]:
                 "all_see_all_after_last_ready_s": max(0.0, max(per_agent) - last_ready),
                 "startup_spread_s": last_ready - t0,
                 "per_agent_from_first_spawn": summary([t - t0 for t in per_agent]),
+                "false_deaths": false_deaths(cluster),
             }
     finally:
         lab.close()
@@ -191,6 +203,7 @@ def converge_on_link_up(n: int, key: str) -> dict[str, Any]:
                 # not the shared host's queue, bounds how long converging takes.
                 "cpu_s_per_agent": summary(cpu),
                 "host_cores": os.cpu_count(),
+                "false_deaths": false_deaths(cluster),
             }
     finally:
         lab.close()
@@ -274,6 +287,7 @@ def failure_and_join(n: int, key: str, steady: float) -> dict[str, Any]:
                 "memberlist_formula_s": memberlist,
                 "ratio_detect_all_vs_memberlist": max(detect) / memberlist,
                 "packets_per_device_per_s": rate,
+                "false_deaths": false_deaths(cluster, frozenset({ids[victim]})),
             }
     finally:
         lab.close()
@@ -311,7 +325,8 @@ def main() -> None:
             f"N={n}: join median {row['join_s']['median']:.2f}s (max {row['join_s']['max']:.2f}); "
             f"dead on all after {row['detect_all_s']:.2f}s vs memberlist formula "
             f"{row['memberlist_formula_s']:.2f}s ({row['ratio_detect_all_vs_memberlist']:.2f}x); "
-            f"{row['packets_per_device_per_s']:.1f} packets/device/s"
+            f"{row['packets_per_device_per_s']:.1f} packets/device/s; "
+            f"{row['false_deaths']} false deaths"
         )
     for n in [int(x) for x in args.converge.split(",") if x]:
         try:
@@ -324,7 +339,8 @@ def main() -> None:
         print(
             f"N={n}: all see all {row['all_see_all_s']:.2f}s after the first spawn, "
             f"{row['all_see_all_after_last_ready_s']:.2f}s after the last agent was up "
-            f"(starting them took {row['startup_spread_s']:.2f}s)"
+            f"(starting them took {row['startup_spread_s']:.2f}s); "
+            f"{row['false_deaths']} false deaths"
         )
     for n in [int(x) for x in args.link_up.split(",") if x]:
         row = converge_on_link_up(n, key)
@@ -333,7 +349,7 @@ def main() -> None:
             f"N={n}: all cables in at once -> all see all after "
             f"{row['all_see_all_after_links_up_s']:.2f}s; CPU per agent median "
             f"{row['cpu_s_per_agent']['median']:.2f}s (max {row['cpu_s_per_agent']['max']:.2f}s) "
-            f"on {row['host_cores']} cores"
+            f"on {row['host_cores']} cores; {row['false_deaths']} false deaths"
         )
     print(write_result("mesh", results))
 
