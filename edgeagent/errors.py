@@ -56,3 +56,42 @@ class AuthError(ProtocolError):
 
 class InvalidKeyError(EdgeAgentError, ValueError):
     """A cluster key in the configuration is not 32 bytes of base64; the message says why."""
+
+
+class CapabilityError(EdgeAgentError, ValueError):
+    """A capability or principal name is malformed (config or a requirement); says why."""
+
+
+class IntentError(EdgeAgentError):
+    """An intent was refused before it was journaled; ``code`` says which step refused it.
+
+    Codes: ``unknown`` (no reactor takes it), ``denied`` (capability), ``invalid`` (payload),
+    ``stopped`` (the reactor does not run), ``full`` / ``dropped`` (mailbox policy).
+    """
+
+    code = "refused"
+
+
+class CapabilityDenied(IntentError):
+    """The sending principal lacks a capability the intent requires."""
+
+    code = "denied"
+
+
+class PayloadError(IntentError):
+    """An intent's payload does not match its schema: ``field`` (dotted path) and ``reason``."""
+
+    code = "invalid"
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"payload.{field}: {reason}" if field else f"payload: {reason}")
+
+
+class LifecycleError(EdgeAgentError):
+    """A lifecycle command that is not allowed in the reactor's current state."""
+
+
+class JournalError(EdgeAgentError):
+    """The journal could not be opened, read or written (the message names the file)."""
