@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 MAX_CLIENTS = 32
+MAX_IN_FLIGHT = 1024  # requests of one connection being handled at once
 
 
 class ControlServer:
@@ -116,24 +117,47 @@ class ControlServer:
             return
         task.set_name("edgeagent[control].client")
         self._clients.add(task)
-        framer = LineFramer()
+        # Answers leave in request order, but requests on one connection are handled
+        # concurrently (up to MAX_IN_FLIGHT): a client streaming intents must not wait for
+        # one journal commit per line. At the bound reading stops: backpressure.
+        pending: asyncio.Queue[asyncio.Task[bytes] | bytes | None] = asyncio.Queue()
+        room = asyncio.Semaphore(MAX_IN_FLIGHT)
         try:
-            while data := await reader.read(65536):
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(
+                    _write_answers(pending, room, writer), name="edgeagent[control].answers"
+                )
                 try:
-                    lines = framer.feed(data)
-                except ProtocolError as exc:
-                    writer.write(encode_error(None, "bad_request", str(exc)))
-                    break
-                for line in lines:
-                    writer.write(await self._answer(line))
-                    await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+                    await self._read_requests(reader, pending, room, tasks)
+                finally:
+                    pending.put_nowait(None)  # the writer stops after the answers in flight
+        except* (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             self._clients.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    async def _read_requests(
+        self,
+        reader: asyncio.StreamReader,
+        pending: asyncio.Queue[asyncio.Task[bytes] | bytes | None],
+        room: asyncio.Semaphore,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        framer = LineFramer()
+        while data := await reader.read(65536):
+            try:
+                lines = framer.feed(data)
+            except ProtocolError as exc:
+                await room.acquire()
+                pending.put_nowait(encode_error(None, "bad_request", str(exc)))
+                return
+            for line in lines:
+                await room.acquire()
+                answer = tasks.create_task(self._answer(line), name="edgeagent[control].request")
+                pending.put_nowait(answer)
 
     async def _answer(self, line: bytes) -> bytes:
         try:
@@ -154,3 +178,17 @@ class ControlServer:
             log.exception("control method %s failed", request.method)
             reason = f"{request.method} failed; see the agent log"
             return encode_error(request.id, "internal", reason)
+
+
+async def _write_answers(
+    pending: asyncio.Queue[asyncio.Task[bytes] | bytes | None],
+    room: asyncio.Semaphore,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """Write each answer as soon as it and every answer before it are ready."""
+    while (item := await pending.get()) is not None:
+        writer.write(item if isinstance(item, bytes) else await item)
+        room.release()
+        if pending.empty():  # drain once per burst, not once per line
+            await writer.drain()
+    await writer.drain()
