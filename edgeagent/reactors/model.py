@@ -1,0 +1,440 @@
+"""The reactor model: intents, effects, the ``ReactorType`` protocol and the type registry.
+
+Pure: no I/O besides reading installed packages' entry point metadata in ``find_type``.
+
+Theory of operation
+-------------------
+An ``Intent`` is a named request with a validated payload and a ``Context`` (who sent it,
+from where, when it was accepted). A reactor type's ``handle`` takes its current state, the
+verb and the intent, and returns the next state and a list of **effects**: plain frozen
+dataclasses that say what should happen (emit an intent, arm a timer, publish, write to a
+serial device, log). The runtime carries them out; tests assert on the list.
+
+``handle`` must be deterministic: no clock (``intent.context.at`` is the time), no
+randomness, no I/O, and it must not change the state it was given. ``State`` is made of
+JSON values only (dict with str keys, list, str, int, float, bool, None; no tuples), so that
+``json.loads(state_json(s)) == s``: the journal snapshots states as JSON and replays intents
+through ``handle``, and both must reproduce the state exactly.
+
+Self-addressed names
+--------------------
+A reactor does not know its own id (one type, many reactors). An intent name in an effect
+that starts with ``.`` (``SetTimer("tick", 60, ".tick")``, ``Emit(".reset")``) names a verb
+of the reactor that produced the effect; the runtime turns it into ``<reactor-id>.tick``
+with ``resolve_name``. Any other name is used as it is.
+
+Registry
+--------
+``builtin_types`` gives the built-in types by name; ``find_type`` also looks in the entry
+point group ``edgeagent.reactors``, where a third-party package names either a ``ReactorType``
+object or a zero-argument factory (a class, a function) that returns one. The entry point's
+name must equal the type's ``name``. Built-in names win: a third-party type cannot replace one.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias, cast
+
+from edgeagent.errors import EdgeAgentError, IntentError, PayloadError
+from edgeagent.reactors.schema import Schema, check_json, did_you_mean
+
+ENTRY_POINT_GROUP = "edgeagent.reactors"
+
+# JSON values. Spelled as Any: a recursive union would force a cast on every read of
+# ``state["count"]`` in every handler, and ``state_json`` checks the shape at run time anyway.
+State: TypeAlias = Any
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_INTENT_NAME = re.compile(r"\.?[^\s.]+(?:\.[^\s.]+)*")
+
+
+class ReactorTypeError(EdgeAgentError):
+    """A reactor type is unknown, or the entry point that should provide it is broken."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who sent an intent, from where, and when it was accepted (journaled with it)."""
+
+    principal: str
+    trace_id: str  # 16 hex chars: given by the sender or made at the edge
+    source: str  # "cli", "mqtt", "peer:<device-id>", "timer", "reactor:<id>"
+    at: float  # wall-clock seconds (UTC epoch) when accepted
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A named request: ``<reactor-id>.<verb>`` or a name some reactor subscribes to."""
+
+    name: str
+    payload: Mapping[str, Any]
+    context: Context
+
+
+# -- effects ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Send another intent, as principal ``reactor:<id>``. A leading ``.`` names own verbs."""
+
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_name("Emit.name", self.name)
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    """Arm a durable timer: after ``delay`` seconds, send intent ``name`` with ``payload``.
+
+    ``key`` is per reactor: setting a key that is armed replaces that timer.
+    """
+
+    key: str
+    delay: float
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_name("SetTimer.key", self.key)
+        _require_name("SetTimer.name", self.name)
+        if not math.isfinite(self.delay) or self.delay < 0:
+            raise ValueError(f"SetTimer.delay must be a finite number >= 0, got {self.delay!r}")
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    """Disarm the reactor's timer ``key``; nothing happens when none is armed."""
+
+    key: str
+
+    def __post_init__(self) -> None:
+        _require_name("CancelTimer.key", self.key)
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish a JSON value on an MQTT topic (the MQTT issue carries it out)."""
+
+    topic: str
+    payload: Any
+    retain: bool = False
+    qos: int = 1
+
+    def __post_init__(self) -> None:
+        _require_name("Publish.topic", self.topic)
+        if self.qos not in (0, 1, 2):
+            raise ValueError(f"Publish.qos must be 0, 1 or 2, got {self.qos!r}")
+
+
+@dataclass(frozen=True)
+class SerialWrite:
+    """Write bytes to a serial device (the serial issue carries it out)."""
+
+    device: str
+    data: bytes
+
+    def __post_init__(self) -> None:
+        _require_name("SerialWrite.device", self.device)
+        if not isinstance(self.data, bytes):
+            raise TypeError(f"SerialWrite.data must be bytes, got {type(self.data).__name__}")
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line in the agent's log, attributed to the reactor and the intent's trace id."""
+
+    level: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.level not in LOG_LEVELS:
+            raise ValueError(f"Log.level must be one of {', '.join(LOG_LEVELS)}")
+
+
+Effect: TypeAlias = Emit | SetTimer | CancelTimer | Publish | SerialWrite | Log
+
+
+class ReactorType(Protocol):
+    """What a reactor type provides. ``options`` given to its methods passed ``options``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def verbs(self) -> Mapping[str, Schema]: ...
+
+    @property
+    def options(self) -> Schema: ...
+
+    def initial_state(self, options: Mapping[str, Any]) -> State: ...
+
+    def handle(
+        self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
+    ) -> tuple[State, list[Effect]]: ...
+
+
+# -- names, JSON ---------------------------------------------------------------------------------
+
+
+def resolve_name(name: str, reactor_id: str) -> str:
+    """``.tick`` from reactor ``s1`` is ``s1.tick``; any other name stays as it is."""
+    return f"{reactor_id}{name}" if name.startswith(".") else name
+
+
+def check_intent_name(value: str, field: str) -> str:
+    """``value`` if it can name an intent (``a.b``, or ``.verb`` for the reactor's own verb).
+
+    For options that name intents to emit; ``PayloadError`` on ``field`` otherwise.
+    """
+    if not _INTENT_NAME.fullmatch(value):
+        raise PayloadError(
+            field, f"not an intent name: {value!r} (dot-separated parts without spaces)"
+        )
+    return value
+
+
+def no_such_verb(rtype: ReactorType, verb: str) -> IntentError:
+    """The error a ``handle`` raises for a verb it does not take (the router checks first)."""
+    known = ", ".join(rtype.verbs)
+    return IntentError(
+        f"reactor type {rtype.name!r} has no verb {verb!r}{did_you_mean(verb, list(rtype.verbs))}"
+        f"; verbs: {known}"
+    )
+
+
+def state_json(state: State) -> str:
+    """Canonical JSON (sorted keys, no spaces): for snapshots and comparing states.
+
+    Raises ``PayloadError`` naming the path of anything that is not a JSON value.
+    """
+    return json.dumps(
+        check_json(state, "state"),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def effect_to_json(effect: Effect) -> dict[str, Any]:
+    """A JSON object for the journal (timers) and ``explain``; ``effect_from_json`` reverses it.
+
+    Serial data that is UTF-8 text is kept readable as ``data``; other bytes go in
+    ``data_b64``.
+    """
+    if isinstance(effect, Emit):
+        return {"type": "emit", "name": effect.name, "payload": _plain(effect.payload)}
+    if isinstance(effect, SetTimer):
+        return {
+            "type": "set_timer",
+            "key": effect.key,
+            "delay": effect.delay,
+            "name": effect.name,
+            "payload": _plain(effect.payload),
+        }
+    if isinstance(effect, CancelTimer):
+        return {"type": "cancel_timer", "key": effect.key}
+    if isinstance(effect, Publish):
+        return {
+            "type": "publish",
+            "topic": effect.topic,
+            "payload": check_json(effect.payload, "payload"),
+            "retain": effect.retain,
+            "qos": effect.qos,
+        }
+    if isinstance(effect, SerialWrite):
+        try:
+            return {"type": "serial_write", "device": effect.device, "data": effect.data.decode()}
+        except UnicodeDecodeError:
+            encoded = base64.b64encode(effect.data).decode("ascii")
+            return {"type": "serial_write", "device": effect.device, "data_b64": encoded}
+    if isinstance(effect, Log):
+        return {"type": "log", "level": effect.level, "message": effect.message}
+    raise TypeError(f"not an effect: {effect!r}")
+
+
+def effect_from_json(data: Mapping[str, Any]) -> Effect:
+    """The effect ``effect_to_json`` wrote. ``ValueError`` says what is wrong with ``data``."""
+    reader = _Fields(data)
+    kind = reader.get("type", str)
+    try:
+        if kind == "emit":
+            effect: Effect = Emit(reader.get("name", str), reader.get("payload", dict))
+        elif kind == "set_timer":
+            effect = SetTimer(
+                reader.get("key", str),
+                float(reader.get("delay", int | float)),
+                reader.get("name", str),
+                reader.get("payload", dict),
+            )
+        elif kind == "cancel_timer":
+            effect = CancelTimer(reader.get("key", str))
+        elif kind == "publish":
+            effect = Publish(
+                reader.get("topic", str),
+                reader.get("payload", object),
+                reader.get("retain", bool),
+                reader.get("qos", int),
+            )
+        elif kind == "serial_write":
+            if "data_b64" in data:
+                raw = base64.b64decode(reader.get("data_b64", str), validate=True)
+            else:
+                raw = reader.get("data", str).encode()
+            effect = SerialWrite(reader.get("device", str), raw)
+        elif kind == "log":
+            effect = Log(reader.get("level", str), reader.get("message", str))
+        else:
+            raise ValueError(f"unknown effect type {kind!r}")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"effect {dict(data)!r}: {exc}") from exc
+    reader.check_all_read()
+    return effect
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+
+def builtin_types() -> dict[str, ReactorType]:
+    """The built-in reactor types by name (a new dict each call)."""
+    # Imported here: the built-in modules import this module for Intent and the effects.
+    from edgeagent.reactors import builtin  # noqa: PLC0415
+
+    return {rtype.name: rtype for rtype in builtin.TYPES}
+
+
+def known_type_names() -> list[str]:
+    """Built-in and installed third-party type names, sorted; entry points are not loaded."""
+    names = set(builtin_types())
+    names.update(ep.name for ep in _entry_points())
+    return sorted(names)
+
+
+def find_type(name: str) -> ReactorType:
+    """The reactor type called ``name``: built in, or from an ``edgeagent.reactors`` entry point.
+
+    Raises ``ReactorTypeError`` for an unknown name (listing the known ones, with a
+    did-you-mean), for two installed packages that both provide ``name``, and for an entry
+    point that fails to load or does not give a reactor type (naming it and the cause).
+    """
+    builtins = builtin_types()
+    if name in builtins:
+        return builtins[name]
+    points = list(_entry_points())
+    matches = [ep for ep in points if ep.name == name]
+    if not matches:
+        known = sorted(set(builtins) | {ep.name for ep in points})
+        raise ReactorTypeError(
+            f"unknown reactor type {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
+        )
+    if len(matches) > 1:
+        where = " and ".join(_describe_entry_point(ep) for ep in matches)
+        raise ReactorTypeError(f"reactor type {name!r} is provided twice: {where}")
+    return load_entry_point(matches[0])
+
+
+def load_entry_point(ep: importlib.metadata.EntryPoint) -> ReactorType:
+    """The ``ReactorType`` an entry point names (an object, or a factory called once)."""
+    where = _describe_entry_point(ep)
+    try:
+        loaded = ep.load()
+    except Exception as exc:
+        raise ReactorTypeError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
+    if isinstance(loaded, type) or (callable(loaded) and _problems(loaded)):
+        try:
+            loaded = loaded()
+        except Exception as exc:
+            raise ReactorTypeError(
+                f"{where}: calling the factory failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    problems = _problems(loaded)
+    if problems:
+        raise ReactorTypeError(f"{where} gives no reactor type: {'; '.join(problems)}")
+    rtype = cast(ReactorType, loaded)
+    if rtype.name != ep.name:
+        raise ReactorTypeError(f"{where} gives a reactor type named {rtype.name!r}")
+    return rtype
+
+
+# -- private helpers -----------------------------------------------------------------------------
+
+
+def _require_name(what: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+
+
+def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
+    # A dict of JSON values whatever Mapping the reactor used; PayloadError is a ValueError's
+    # cousin here: an effect that cannot be journaled is a bug in the reactor type.
+    try:
+        return cast(dict[str, Any], check_json(dict(payload), "payload"))
+    except PayloadError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+class _Fields:
+    """Reads typed keys of an effect's JSON and notices keys nobody read (corrupt data)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an effect is a JSON object, got {type(data).__name__}")
+        self._data = data
+        self._read = {"type"}
+
+    def get(self, key: str, kind: Any) -> Any:
+        self._read.add(key)
+        if key not in self._data:
+            raise ValueError(f"effect {dict(self._data)!r} has no {key!r}")
+        value = self._data[key]
+        if kind is not object and (
+            not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+        ):
+            raise ValueError(f"effect key {key!r} has the wrong type: {value!r}")
+        return value
+
+    def check_all_read(self) -> None:
+        unread = sorted(set(self._data) - self._read)
+        if unread:
+            raise ValueError(f"effect {dict(self._data)!r} has unknown keys: {', '.join(unread)}")
+
+
+def _entry_points() -> importlib.metadata.EntryPoints:
+    # Looked up through the module attribute so tests can substitute a fake distribution.
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _describe_entry_point(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    owner = f" from {dist.name} {dist.version}" if dist is not None else ""
+    return f"entry point '{ep.name} = {ep.value}' (group {ENTRY_POINT_GROUP}{owner})"
+
+
+def _problems(obj: Any) -> list[str]:
+    problems = []
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        problems.append("'name' is not a non-empty str")
+    verbs = getattr(obj, "verbs", None)
+    if not isinstance(verbs, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Schema) for k, v in verbs.items()
+    ):
+        problems.append("'verbs' is not a mapping of str to Schema")
+    if not isinstance(getattr(obj, "options", None), Schema):
+        problems.append("'options' is not a Schema")
+    for method in ("initial_state", "handle"):
+        if not callable(getattr(obj, method, None)):
+            problems.append(f"{method!r} is not callable")
+    return problems
