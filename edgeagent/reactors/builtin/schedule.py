@@ -31,6 +31,7 @@ tick or null}``.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -135,7 +136,8 @@ class Schedule:
             return {**state, "running": False, "next": None}, [CancelTimer(TIMER_KEY)]
         if verb == "tick":
             new_state = {**state, "fired": state["fired"] + 1, "last": now}
-            effects: list[Effect] = [Emit(options["emit"], dict(options["payload"]))]
+            # A deep copy: whoever carries out the effect must not be able to change the options.
+            effects: list[Effect] = [Emit(options["emit"], copy.deepcopy(options["payload"]))]
             if state["running"] and intent.context.source == "timer":
                 anchor = state["next"]
                 # A timer that fires a little early must not be armed for the same due time.
