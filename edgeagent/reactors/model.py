@@ -167,7 +167,13 @@ Effect: TypeAlias = Emit | SetTimer | CancelTimer | Publish | SerialWrite | Log
 
 
 class ReactorType(Protocol):
-    """What a reactor type provides. ``options`` given to its methods passed ``options``."""
+    """What a reactor type provides.
+
+    The runtime validates a reactor's configured options with ``options.validate`` and the
+    payload of every intent with ``verbs[verb].validate`` before calling the methods, so they
+    see checked values with defaults filled in. ``handle`` is called only with a verb in
+    ``verbs``; it returns a new state (never changing the one given) and the effects.
+    """
 
     @property
     def name(self) -> str: ...
@@ -217,10 +223,11 @@ def no_such_verb(rtype: ReactorType, verb: str) -> IntentError:
 def state_json(state: State) -> str:
     """Canonical JSON (sorted keys, no spaces): for snapshots and comparing states.
 
-    Raises ``PayloadError`` naming the path of anything that is not a JSON value.
+    Raises ``ValueError`` naming the path of anything that is not a JSON value
+    (``state.samples.0: expected a JSON value, got tuple``): a bug in the reactor type.
     """
     return json.dumps(
-        check_json(state, "state"),
+        _json_value(state, "state"),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -250,7 +257,7 @@ def effect_to_json(effect: Effect) -> dict[str, Any]:
         return {
             "type": "publish",
             "topic": effect.topic,
-            "payload": check_json(effect.payload, "payload"),
+            "payload": _json_value(effect.payload, "payload"),
             "retain": effect.retain,
             "qos": effect.qos,
         }
@@ -377,12 +384,19 @@ def _require_name(what: str, value: Any) -> None:
 
 
 def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
-    # A dict of JSON values whatever Mapping the reactor used; PayloadError is a ValueError's
-    # cousin here: an effect that cannot be journaled is a bug in the reactor type.
+    # A plain dict whatever Mapping the reactor type used for the payload.
+    return cast(dict[str, Any], _json_value(dict(payload), "payload"))
+
+
+def _json_value(value: Any, path: str) -> Any:
+    # ValueError, not PayloadError: a state or effect that is not JSON is a bug in the reactor
+    # type, not a sender's bad payload, and must not be reported as "payload.x: ...".
     try:
-        return cast(dict[str, Any], check_json(dict(payload), "payload"))
+        return check_json(value)
     except PayloadError as exc:
-        raise ValueError(str(exc)) from exc
+        raise ValueError(
+            f"{path}.{exc.field}: {exc.reason}" if exc.field else f"{path}: {exc.reason}"
+        ) from exc
 
 
 class _Fields:

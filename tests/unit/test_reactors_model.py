@@ -6,6 +6,7 @@ import dataclasses
 import importlib.metadata
 import json
 import math
+import re
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -189,9 +190,8 @@ def test_state_json_is_canonical() -> None:
     ],
 )
 def test_state_json_refuses_non_json_values(state: State, field: str) -> None:
-    with pytest.raises(PayloadError) as caught:
+    with pytest.raises(ValueError, match=f"^{re.escape(field)}: "):
         state_json(state)
-    assert caught.value.field == field
 
 
 @settings(max_examples=150)
