@@ -6,7 +6,9 @@ Durations are seconds (floats); the loader accepts ``1s``, ``500ms``, ``2m`` as 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,71 @@ class MeshConfig:
     clusters: tuple[ClusterConfig, ...] = (ClusterConfig(),)
 
 
+#: A mapping written as ordered (key, values) pairs, so the config stays frozen and hashable.
+Grants = tuple[tuple[str, tuple[str, ...]], ...]
+
+#: What a full mailbox does with one more intent (docs/reactors.md, "Runtime").
+OVERFLOW_POLICIES = ("block", "drop-oldest", "reject")
+Overflow = Literal["block", "drop-oldest", "reject"]
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitiesConfig:
+    """The ``capabilities:`` section: ``implies`` maps a concrete capability to what it implies.
+
+    Feed it with ``principals`` to ``reactors.capabilities.Policy.build(dict(implies),
+    dict(principals))``.
+    """
+
+    implies: Grants = (("admin", ("counter:*",)),)
+
+
+#: The built-in grants: the local CLI is an admin (its control socket is owner-only).
+DEFAULT_PRINCIPALS: Grants = (("cli", ("admin",)),)
+
+
+@dataclass(frozen=True, slots=True)
+class ReactorConfig:
+    """One item of ``reactors:``.
+
+    ``requires``: intent name (``<id>.<verb>`` or a ``subscribe`` key) -> the concrete
+    capabilities its sender must hold. ``options`` is type-specific plain data,
+    validated by the runtime against the type's options schema. ``subscribe``: another intent
+    name -> the verb of this reactor that takes it.
+    """
+
+    id: str
+    type: str
+    requires: Grants = ()
+    # Typed read-only; a plain dict underneath so the config can still be deep-copied.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    subscribe: tuple[tuple[str, str], ...] = ()
+    mailbox: int = 1024
+    overflow: Overflow = "block"
+    snapshot_every: int = 1000
+    enabled: bool = True  # deployed and started at boot
+
+
+#: The built-in wiring: the counter demo, so a fresh device answers `intent send counter.increment`.
+DEFAULT_REACTORS: tuple[ReactorConfig, ...] = (
+    ReactorConfig(
+        id="counter",
+        type="counter",
+        requires=(("counter.increment", ("counter:write",)), ("counter.reset", ("counter:reset",))),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """The ``journal:`` section. ``path`` None: ``<state-dir>/journal.sqlite3``."""
+
+    path: str | None = None  # a relative path is taken from the state directory
+    max_bytes: int = 256 * 1024 * 1024  # compaction bound
+    max_batch: int = 4096  # group commit: at most this many intents per COMMIT
+    audit_keep: int = 10_000  # newest audit rows kept by compaction
+
+
 @dataclass(frozen=True, slots=True)
 class Paths:
     config_file: str
@@ -130,3 +197,7 @@ class Config:
     dns_bridge: DnsBridgeConfig
     log_level: str = "info"
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    capabilities: CapabilitiesConfig = field(default_factory=CapabilitiesConfig)
+    reactors: tuple[ReactorConfig, ...] = DEFAULT_REACTORS
+    principals: Grants = DEFAULT_PRINCIPALS  # after reactors: the builder checks reactor:<id>
+    journal: JournalConfig = field(default_factory=JournalConfig)

@@ -8,19 +8,24 @@ The output uses the keys of the YAML contract and every value explicitly (defaul
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Collection
 from typing import Any
 
 import yaml
 
 from edgeagent.config.model import (
+    CapabilitiesConfig,
     ClusterConfig,
     Config,
     DeviceConfig,
     DnsBridgeConfig,
+    Grants,
     InterfacesConfig,
+    JournalConfig,
     MdnsConfig,
     MeshConfig,
+    ReactorConfig,
     ServiceConfig,
 )
 
@@ -35,6 +40,10 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         "dns_bridge": _dns_bridge(config.dns_bridge),
         "log_level": config.log_level,
         "mesh": _mesh(config.mesh),
+        "capabilities": _capabilities(config.capabilities),
+        "principals": _grants(config.principals),
+        "reactors": [_reactor(reactor) for reactor in config.reactors],
+        "journal": _journal(config.journal),
     }
 
 
@@ -176,4 +185,35 @@ def _cluster(cluster: ClusterConfig) -> dict[str, Any]:
         "interfaces": _interfaces(cluster.interfaces),
         "offers": list(cluster.offers),
         "roles": list(cluster.roles),
+    }
+
+
+def _grants(grants: Grants) -> dict[str, Any]:
+    return {name: list(values) for name, values in grants}
+
+
+def _capabilities(capabilities: CapabilitiesConfig) -> dict[str, Any]:
+    return {"implies": _grants(capabilities.implies)}
+
+
+def _reactor(reactor: ReactorConfig) -> dict[str, Any]:
+    return {
+        "id": reactor.id,
+        "type": reactor.type,
+        "requires": _grants(reactor.requires),
+        "options": copy.deepcopy(dict(reactor.options)),
+        "subscribe": dict(reactor.subscribe),
+        "mailbox": reactor.mailbox,
+        "overflow": reactor.overflow,
+        "snapshot_every": reactor.snapshot_every,
+        "enabled": reactor.enabled,
+    }
+
+
+def _journal(journal: JournalConfig) -> dict[str, Any]:
+    return {
+        "path": journal.path,
+        "max_bytes": journal.max_bytes,
+        "max_batch": journal.max_batch,
+        "audit_keep": journal.audit_keep,
     }

@@ -37,25 +37,33 @@ from typing import Any, TypeVar
 
 from edgeagent.config.model import (
     BUILTIN_STRATEGIES,
+    DEFAULT_PRINCIPALS,
+    DEFAULT_REACTORS,
     DISCOVERY_ENTRY_POINT_GROUP,
+    OVERFLOW_POLICIES,
+    CapabilitiesConfig,
     ClusterConfig,
     Config,
     DeviceConfig,
     DnsBridgeConfig,
+    Grants,
     InterfacesConfig,
+    JournalConfig,
     MdnsConfig,
     MeshConfig,
+    ReactorConfig,
     ServiceConfig,
 )
 from edgeagent.errors import ConfigError, InvalidKeyError
 from edgeagent.mesh.auth import parse_key
+from edgeagent.reactors.capabilities import capability_problem, principal_problem
 
 T = TypeVar("T")
 
 Scalar = None | bool | int | float | str
 
 #: Paths of lists whose items are mappings merged by their ``id`` (see the module docstring).
-ID_MERGED_LISTS: frozenset[tuple[str, ...]] = frozenset({("mdns", "services")})
+ID_MERGED_LISTS: frozenset[tuple[str, ...]] = frozenset({("mdns", "services"), ("reactors",)})
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 HOSTNAME_TOKEN = "hostname"  # noqa: S105 - not a password; in mdns.hosts: "the device hostname"
@@ -881,6 +889,429 @@ def _build_log_level(node: Node | None, path: str, ctx: BuildContext) -> str:
     return parse_log_level(node, path, ctx.issues) or default_of(Config, "log_level")
 
 
+# -- reactors, capabilities, principals, journal ------------------------------------------------
+def _build_capabilities(node: Node | None, path: str, ctx: BuildContext) -> CapabilitiesConfig:
+    reader = FieldReader(node, path, ctx.issues)
+    implies = reader.get(
+        "implies",
+        grants_parser(_implies_key_problem, "capability", "capabilities"),
+        default_of(CapabilitiesConfig, "implies"),
+    )
+    reader.finish()
+    return CapabilitiesConfig(implies=implies)
+
+
+def _build_reactors(node: Node | None, path: str, ctx: BuildContext) -> tuple[ReactorConfig, ...]:
+    # No layer has ``reactors``: the counter demo. Any layer's list replaces it as a whole.
+    if node is None:
+        return DEFAULT_REACTORS
+    if not isinstance(node.value, tuple):
+        ctx.issues.add(node.where, path, f"expected a list of reactors, got {describe(node)}")
+        return ()
+    reactors: list[ReactorConfig] = []
+    first_seen: dict[str, Where] = {}
+    for index, item in enumerate(node.value):
+        at = item_path(path, index, item)
+        reactor = _reactor(item, at, ctx.issues)
+        if reactor is None:
+            continue
+        # Layers were checked one by one (check_layer); this catches a tree built another way.
+        if reactor.id in first_seen:
+            ctx.issues.add(
+                item.where, at, f"duplicate id '{reactor.id}' (first at {first_seen[reactor.id]})"
+            )
+            continue
+        first_seen[reactor.id] = item.where
+        reactors.append(reactor)
+    return tuple(reactors)
+
+
+def _build_principals(node: Node | None, path: str, ctx: BuildContext) -> Grants:
+    if node is None:
+        return DEFAULT_PRINCIPALS
+    principals = grants_parser(principal_problem, "principal", "grants")(node, path, ctx.issues)
+    if principals is None:
+        return DEFAULT_PRINCIPALS
+    # ``reactor:<id>`` and ``schedule:<id>`` must name a configured reactor: a typo there
+    # would silently grant nothing.
+    ids = [reactor.id for reactor in ctx.built.get("reactors", ())]
+    assert isinstance(node.value, dict)
+    for name, _ in principals:
+        kind, _, ident = name.partition(":")
+        if kind in ("reactor", "schedule") and ident not in ids:
+            child = node.value[name]
+            ctx.issues.add(
+                child.key_where or child.where,
+                join_path(path, name),
+                f"no reactor '{ident}' is configured"
+                + did_you_mean(ident, ids).replace("'", f"'{kind}:", 1),
+            )
+    return principals
+
+
+def _build_journal(node: Node | None, path: str, ctx: BuildContext) -> JournalConfig:
+    reader = FieldReader(node, path, ctx.issues)
+
+    def field(key: str, parse: Parser[T]) -> T:
+        value: T = reader.get(key, parse, default_of(JournalConfig, key))
+        return value
+
+    journal = JournalConfig(
+        path=field("path", parse_text),
+        max_bytes=field("max_bytes", size_parser(1 << 20, 1 << 40)),
+        max_batch=field("max_batch", integer(1, 1_000_000)),
+        audit_keep=field("audit_keep", integer(0, 100_000_000)),
+    )
+    reader.finish()
+    return journal
+
+
+def _reactor(item: Node, path: str, issues: Issues) -> ReactorConfig | None:
+    """One reactor item, or None for a removal or an invalid item (already reported)."""
+    if not isinstance(item.value, dict):
+        issues.add(item.where, path, f"expected a reactor mapping, got {describe(item)}")
+        return None
+    reader = FieldReader(item, path, issues)
+    if reader.get("remove", parse_bool, False):
+        for key, child in item.value.items():
+            if key not in ("id", "remove"):
+                issues.add(
+                    child.key_where or child.where,
+                    join_path(path, key),
+                    "a removal item carries only 'id' and 'remove'",
+                )
+        if reader.node("id") is None:
+            issues.add(item.where, path, "a removal item needs the 'id' to remove")
+        return None
+    before = len(issues)
+    ident = reader.get("id", parse_reactor_id, None)
+    reactor_type = reader.get("type", parse_reactor_type, None)
+    subscribe_node = reader.node("subscribe")
+    subscribe: tuple[tuple[str, str], ...] = ()
+    if subscribe_node is not None:
+        subscribe = (
+            _subscriptions(subscribe_node, join_path(path, "subscribe"), issues, ident) or ()
+        )
+    requires_node = reader.node("requires")
+    requires: Grants = ()
+    if requires_node is not None:
+        requires = (
+            grants_parser(_intent_name_problem, "intent name", "capabilities", wildcards=False)(
+                requires_node, join_path(path, "requires"), issues
+            )
+            or ()
+        )
+        if ident is not None:
+            _check_requires_keys(
+                requires_node, join_path(path, "requires"), issues, ident, subscribe
+            )
+    options: dict[str, Any] = reader.get("options", parse_options, {})
+    reactor_fields: dict[str, Any] = {
+        "mailbox": reader.get(
+            "mailbox", integer(1, 1_000_000), default_of(ReactorConfig, "mailbox")
+        ),
+        "overflow": reader.get(
+            "overflow", choice(OVERFLOW_POLICIES), default_of(ReactorConfig, "overflow")
+        ),
+        "snapshot_every": reader.get(
+            "snapshot_every", integer(1, 100_000_000), default_of(ReactorConfig, "snapshot_every")
+        ),
+        "enabled": reader.get("enabled", parse_bool, default_of(ReactorConfig, "enabled")),
+    }
+    reader.finish()
+    for key in ("id", "type"):
+        if reader.node(key) is None:
+            issues.add(item.where, path, f"missing required key '{key}'")
+    if len(issues) != before:
+        return None
+    assert ident is not None
+    assert reactor_type is not None
+    return ReactorConfig(
+        id=ident,
+        type=reactor_type,
+        requires=requires,
+        options=options,
+        subscribe=subscribe,
+        **reactor_fields,
+    )
+
+
+def _subscriptions(
+    node: Node, path: str, issues: Issues, ident: str | None
+) -> tuple[tuple[str, str], ...] | None:
+    if not isinstance(node.value, dict):
+        issues.add(
+            node.where,
+            path,
+            f"expected a mapping of intent names to verbs, got {describe(node)}",
+        )
+        return None
+    pairs: list[tuple[str, str]] = []
+    ok = True
+    for name, child in node.value.items():
+        at = join_path(path, name)
+        problem = _intent_name_problem(name)
+        if problem is None and ident is not None and name.split(".", 1)[0] == ident:
+            problem = (
+                f"'{name}' already goes to this reactor's verb '{name.split('.', 1)[1]}'; "
+                "subscribe names intents of other reactors or sources"
+            )
+        if problem is not None:
+            issues.add(child.key_where or child.where, at, problem)
+            ok = False
+            continue
+        verb = parse_verb(child, at, issues)
+        if verb is None:
+            ok = False
+            continue
+        pairs.append((name, verb))
+    return tuple(pairs) if ok else None
+
+
+def _check_requires_keys(
+    node: Node,
+    path: str,
+    issues: Issues,
+    ident: str,
+    subscribe: tuple[tuple[str, str], ...],
+) -> None:
+    """A requirement names an intent this reactor takes: ``<id>.<verb>`` or a subscribed name.
+
+    Whether the verb exists depends on the type, which the runtime checks.
+    """
+    assert isinstance(node.value, dict)
+    subscribed = [name for name, _ in subscribe]
+    for name, child in node.value.items():
+        if _intent_name_problem(name) is not None:
+            continue  # reported by the grants parser
+        owner, _, verb = name.partition(".")
+        if name in subscribed or (owner == ident and _VERB.match(verb)):
+            continue
+        candidates = [*subscribed, f"{ident}.{verb}"]
+        issues.add(
+            child.key_where or child.where,
+            join_path(path, name),
+            f"reactor '{ident}' does not take '{name}': expected '{ident}.<verb>' or one of "
+            "its subscribe keys" + did_you_mean(name, candidates),
+        )
+
+
+def grants_parser(
+    key_problem: Callable[[str], str | None],
+    key_noun: str,
+    values_noun: str,
+    *,
+    wildcards: bool = True,
+) -> Parser[Grants]:
+    """A mapping of names (checked by ``key_problem``) to lists of capabilities.
+
+    Used for ``capabilities.implies``, ``principals`` and a reactor's ``requires``.
+    """
+    capability = capability_parser(wildcards=wildcards)
+
+    def parse(node: Node, path: str, issues: Issues) -> Grants | None:
+        if not isinstance(node.value, dict):
+            issues.add(
+                node.where,
+                path,
+                f"expected a mapping of each {key_noun} to its {values_noun}, got {describe(node)}",
+            )
+            return None
+        pairs: list[tuple[str, tuple[str, ...]]] = []
+        ok = True
+        for key, child in node.value.items():
+            at = join_path(path, key)
+            problem = key_problem(key)
+            if problem is not None:
+                issues.add(child.key_where or child.where, at, problem)
+                ok = False
+                continue
+            if child.value is None:
+                pairs.append((key, ()))  # `guest:` holds nothing (yet)
+                continue
+            if isinstance(child.value, str):
+                issues.add(
+                    child.where,
+                    at,
+                    f"expected a list of capabilities, got {describe(child)} "
+                    f"(write [{child.value}])",
+                )
+                ok = False
+                continue
+            values = list_of(capability)(child, at, issues)
+            if values is None:
+                ok = False
+                continue
+            pairs.append((key, tuple(dict.fromkeys(values))))
+        return tuple(pairs) if ok else None
+
+    return parse
+
+
+def capability_parser(*, wildcards: bool) -> Parser[str]:
+    """A capability string (``sensor:read``; ``sensor:*`` only with ``wildcards``)."""
+
+    def parse(node: Node, path: str, issues: Issues) -> str | None:
+        if not isinstance(node.value, str):
+            issues.add(
+                node.where,
+                path,
+                f"expected a capability such as 'sensor:read', got {describe(node)}",
+            )
+            return None
+        problem = capability_problem(node.value, wildcards=wildcards)
+        if problem is None:
+            return node.value
+        fixed = _fixed_capability(node.value, wildcards=wildcards)
+        issues.add(node.where, path, problem + (f" (did you mean '{fixed}'?)" if fixed else ""))
+        return None
+
+    return parse
+
+
+def _fixed_capability(text: str, *, wildcards: bool) -> str | None:
+    """A likely intended spelling of a malformed capability, when a simple fix gives one."""
+    candidate = re.sub(r"\s+", "", text)
+    candidate = re.sub(r":{2,}", ":", candidate).strip(":")
+    candidate = re.sub(r"\*{2,}", "*", candidate)
+    if candidate == text or not candidate:
+        return None
+    return candidate if capability_problem(candidate, wildcards=wildcards) is None else None
+
+
+def _implies_key_problem(key: str) -> str | None:
+    problem = capability_problem(key, wildcards=False)
+    if problem is not None and "wildcard" in problem:
+        return (
+            f"capability {key!r}: an implication key is concrete; to grant everything under "
+            "a prefix, put the pattern in the implied list instead"
+        )
+    return problem
+
+
+_REACTOR_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_REACTOR_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_VERB = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_INTENT_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _intent_name_problem(name: str) -> str | None:
+    parts = name.split(".")
+    if len(parts) < 2 or not all(_INTENT_SEGMENT.match(part) for part in parts):
+        return (
+            f"intent name {name!r}: dot-separated parts of letters, digits, '_' or '-', "
+            "at least two (e.g. 'counter.increment', 'sensor.temperature')"
+        )
+    return None
+
+
+def parse_reactor_id(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    if _REACTOR_ID.match(text):
+        return text
+    suggestion = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
+    suggestion = suggestion.lstrip("0123456789-_")[:63]
+    hint = (
+        f" (did you mean '{suggestion}'?)" if suggestion and _REACTOR_ID.match(suggestion) else ""
+    )
+    issues.add(
+        node.where,
+        path,
+        f"reactor id {text!r}: a lowercase letter, then up to 62 of a-z 0-9 '_' '-'{hint}",
+    )
+    return None
+
+
+def parse_reactor_type(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    if _REACTOR_TYPE.match(text):
+        return text
+    issues.add(
+        node.where,
+        path,
+        f"reactor type {text!r}: the name of a built-in type (counter, threshold, window, "
+        "relay, schedule, actuator) or of an 'edgeagent.reactors' entry point",
+    )
+    return None
+
+
+def parse_verb(node: Node, path: str, issues: Issues) -> str | None:
+    text = parse_text(node, path, issues)
+    if text is None:
+        return None
+    if _VERB.match(text):
+        return text
+    issues.add(
+        node.where, path, f"verb {text!r}: a lowercase letter, then a-z 0-9 '_' '-' (e.g. reading)"
+    )
+    return None
+
+
+def parse_options(node: Node, path: str, issues: Issues) -> dict[str, Any] | None:
+    if not isinstance(node.value, dict):
+        issues.add(node.where, path, f"expected a mapping of options, got {describe(node)}")
+        return None
+    options: dict[str, Any] = to_plain(node)
+    return options
+
+
+_SIZE = re.compile(r"^\s*(?P<number>[0-9]*\.?[0-9]+)\s*(?P<unit>[a-zA-Z]*)\s*$")
+SIZE_UNITS: dict[str, int] = {
+    "B": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+    "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+}  # fmt: skip
+
+
+def size_bytes(text: str) -> int:
+    """``4096``, ``64MB``, ``256MiB``, ``1.5GiB`` as bytes; ValueError names a likely fix.
+
+    Units are case-insensitive; kB/MB/GB are powers of 1000, KiB/MiB/GiB powers of 1024.
+    """
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"expected a size such as '64MB' or '256MiB', got {text!r}")
+    number, unit = match["number"], match["unit"]
+    by_lower = {name.lower(): factor for name, factor in SIZE_UNITS.items()}
+    if unit.lower() in by_lower:
+        return int(float(number) * by_lower[unit.lower()])
+    if unit == "":
+        return int(float(number))
+    # "64M", "64K": the binary unit is what people mean for file sizes.
+    single = {"k": "KiB", "m": "MiB", "g": "GiB", "t": "TiB"}.get(unit.lower())
+    close = difflib.get_close_matches(unit.lower(), list(by_lower), n=1, cutoff=0.5)
+    canonical = {name.lower(): name for name in SIZE_UNITS}
+    fixed = single or (canonical[close[0]] if close else None)
+    hint = f" (did you mean '{number}{fixed}'?)" if fixed else ""
+    raise ValueError(f"unknown size unit {unit!r} in {text!r}; use {', '.join(SIZE_UNITS)}{hint}")
+
+
+def size_parser(low: int, high: int) -> Parser[int]:
+    """A byte count: an integer or a string with a unit (see :func:`size_bytes`)."""
+
+    def parse(node: Node, path: str, issues: Issues) -> int | None:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            issues.add(node.where, path, f"expected a size such as '256MiB', got {describe(node)}")
+            return None
+        try:
+            size = size_bytes(value) if isinstance(value, str) else value
+        except ValueError as exc:
+            issues.add(node.where, path, str(exc))
+            return None
+        if not low <= size <= high:
+            issues.add(
+                node.where, path, f"must be between {low} and {high} bytes, got {describe(node)}"
+            )
+            return None
+        return size
+
+    return parse
+
+
 #: Top-level key -> builder, in build order (later builders read ``ctx.built`` of earlier ones).
 SECTIONS: dict[str, SectionBuilder] = {
     "device": _build_device,
@@ -888,6 +1319,10 @@ SECTIONS: dict[str, SectionBuilder] = {
     "dns_bridge": _build_dns_bridge,
     "log_level": _build_log_level,
     "mesh": _build_mesh,
+    "capabilities": _build_capabilities,
+    "reactors": _build_reactors,
+    "principals": _build_principals,  # after reactors: it checks reactor:<id> names
+    "journal": _build_journal,
 }
 
 

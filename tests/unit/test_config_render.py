@@ -19,7 +19,17 @@ def test_defaults_render_every_key(tmp_path: Path) -> None:
     loaded = load(None, identity=IDENTITY, env={})
     data = config_to_dict(loaded.config)
     assert json.loads(json.dumps(data)) == data  # JSON-able as is
-    assert list(data) == ["device", "mdns", "dns_bridge", "log_level", "mesh"]
+    assert list(data) == [
+        "device",
+        "mdns",
+        "dns_bridge",
+        "log_level",
+        "mesh",
+        "capabilities",
+        "principals",
+        "reactors",
+        "journal",
+    ]
     assert data["mdns"]["hosts"] == ["edge-2e6d"]
     assert data["mdns"]["interfaces"] == {
         "include": [],
