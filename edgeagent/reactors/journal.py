@@ -579,15 +579,20 @@ class Journal:
     async def _connect(self) -> None:
         if self.readonly and not self.path.is_file():
             raise JournalError(f"{self.path}: no journal here (nothing has been journaled yet?)")
+        # Read-only by URI, so a reader can never create or change the file by mistake.
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
         if not self.readonly:
             with self._errors("create the journal's directory"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            # When aiosqlite fails to connect, its worker thread later reports to a loop that
+            # may be gone; trying with plain sqlite3 first turns a path SQLite cannot open
+            # (a directory, no permission) into our error without that.
             with self._errors("open"):
+                await asyncio.to_thread(_try_open, str(self.path), uri=False)
                 self._writer = await aiosqlite.connect(self.path)
             await self._prepare_writer(self._writer)
-        # Read-only by URI, so a reader can never create or change the file by mistake.
-        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
         with self._errors("open for reading"):
+            await asyncio.to_thread(_try_open, uri, uri=True)
             self._reader = await aiosqlite.connect(uri, uri=True)
             await self._reader.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         version = await self._read("PRAGMA user_version", (), "read the schema version")
@@ -849,8 +854,8 @@ class Journal:
             if deleted == 0:
                 break
         # Freed pages are only reused inside the file; these two give them back to the disk.
-        await connection.execute_fetchall("PRAGMA incremental_vacuum")
-        await connection.commit()
+        # executescript steps the pragma to completion; execute() would free a single page.
+        await connection.executescript("PRAGMA incremental_vacuum;")
         await connection.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         size = self.size_bytes()
         if size > max_bytes:
@@ -980,6 +985,10 @@ class Journal:
                 f"{self.path}: could not {doing}: {exc} (check that the state directory"
                 " exists and is writable)"
             ) from exc
+
+
+def _try_open(target: str, *, uri: bool) -> None:
+    sqlite3.connect(target, uri=uri).close()
 
 
 # ---- operations queued for the writer
