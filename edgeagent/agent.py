@@ -32,7 +32,13 @@ from edgeagent.device import (
     load_effective_config,
 )
 from edgeagent.dns.records import RType, type_name
-from edgeagent.errors import ConfigError, ControlError
+from edgeagent.errors import (
+    ConfigError,
+    ControlError,
+    EdgeAgentError,
+    IntentError,
+    PayloadError,
+)
 from edgeagent.info import identity_document, records_document
 from edgeagent.mdns.dump import DumpRow, dump_records
 from edgeagent.mdns.responder import Renamed, RenameKind
@@ -42,12 +48,17 @@ from edgeagent.mesh.epoch import next_epoch
 from edgeagent.mesh.service import MeshService
 from edgeagent.names import AgentNames
 from edgeagent.net.coexist import other_mdns_users
+from edgeagent.reactors.capabilities import Policy
+from edgeagent.reactors.journal import Entry, Journal
+from edgeagent.reactors.runlog import RunLog
+from edgeagent.reactors.runtime import ReactorRuntime
 from edgeagent.state import RuntimeState, StateStore
 from edgeagent.systemd import Notifier, watchdog_interval
 
 log = logging.getLogger("edgeagent")
 
 CONTROL_SOCKET = "control.sock"
+JOURNAL_CHECK_INTERVAL = 60.0  # seconds between journal size checks
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -80,6 +91,8 @@ class Agent:
         self._mdns: MdnsService | None = None
         self._bridge: BridgeServer | None = None
         self._mesh: MeshService | None = None
+        self._journal: Journal | None = None
+        self._reactors: ReactorRuntime | None = None
         self._state_lock = asyncio.Lock()
 
     async def run(self) -> int:
@@ -110,6 +123,7 @@ class Agent:
                 self._bridge = await stack.enter_async_context(
                     BridgeServer(self.config.dns_bridge, names)
                 )
+            await self._start_reactors(stack)
             control_path = Path(self.paths.runtime_dir) / CONTROL_SOCKET
             await stack.enter_async_context(ControlServer(control_path, self._handlers()))
             hosts = ", ".join(f"{h}.local" for h in self._mdns.table.hosts)
@@ -119,10 +133,47 @@ class Agent:
                 interval = watchdog_interval()
                 if interval:
                     tasks.create_task(self._watchdog(interval), name="edgeagent[systemd].watchdog")
+                tasks.create_task(self._compact_journal(), name="edgeagent[journal].compact")
                 await self._stop.wait()
             log.info("stopping: sending goodbyes")
             self.notifier.stopping()
         return 0
+
+    async def _start_reactors(self, stack: AsyncExitStack) -> None:
+        """The journal, then the reactors replayed from it (docs/reactors.md)."""
+        config = self.config
+        state_dir = Path(self.paths.state_dir)
+        path = Path(config.journal.path or "journal.sqlite3")
+        journal = Journal(
+            path if path.is_absolute() else state_dir / path, max_batch=config.journal.max_batch
+        )
+        self._journal = await stack.enter_async_context(journal)
+        run_log = RunLog(state_dir / "runs")
+        stack.callback(run_log.close)
+        policy = Policy.build(dict(config.capabilities.implies), dict(config.principals))
+        try:
+            runtime = ReactorRuntime(config.reactors, policy, self._journal, run_log=run_log)
+        except PayloadError as exc:
+            raise ConfigError([f"{self.paths.config_file}: reactors: {exc}"]) from exc
+        self._reactors = await stack.enter_async_context(runtime)
+
+    async def _compact_journal(self) -> None:
+        """Keep the journal under ``journal.max_bytes`` (rows covered by snapshots go)."""
+        bound = self.config.journal
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(JOURNAL_CHECK_INTERVAL):
+                    await self._stop.wait()
+            journal = self._journal
+            if journal is not None and journal.size_bytes() > bound.max_bytes:
+                try:
+                    removed = await journal.compact(
+                        max_bytes=bound.max_bytes, audit_keep=bound.audit_keep
+                    )
+                except EdgeAgentError as exc:
+                    log.warning("journal compaction failed: %s", exc)
+                else:
+                    log.info("journal compacted: %d rows removed", removed)
 
     async def _watchdog(self, interval: float) -> None:
         while not self._stop.is_set():
@@ -161,7 +212,82 @@ class Agent:
             "status": self._status,
             "peers": self._peers,
             "mesh.request": self._mesh_request,
+            "intent.send": self._intent_send,
+            "reactors.list": self._reactors_list,
+            "reactors.show": self._reactors_show,
+            "reactors.command": self._reactors_command,
+            "journal.tail": self._journal_tail,
+            "journal.audit": self._journal_audit,
         }
+
+    # -- reactors ---------------------------------------------------------------------------
+    @property
+    def reactors(self) -> ReactorRuntime:
+        if self._reactors is None:
+            raise ControlError("reactors are not running yet")
+        return self._reactors
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise ControlError("the journal is not open yet")
+        return self._journal
+
+    async def _intent_send(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Accept one intent from the CLI. A refusal is an answer, not an error: the CLI
+        streams many and reports each (``accepted: false`` with the step's code)."""
+        name = params.get("name")
+        payload = params.get("payload", {})
+        if not isinstance(name, str) or not name:
+            raise ControlError("intent.send needs 'name'")
+        if not isinstance(payload, dict):
+            return _refusal(name, "invalid", "payload: must be a JSON object")
+        principal = params.get("as") or "cli"
+        trace_id = params.get("trace_id")
+        key = params.get("idempotency_key")
+        try:
+            ack = await self.reactors.submit(
+                name,
+                payload,
+                principal=str(principal),
+                source="cli",
+                trace_id=str(trace_id) if trace_id else None,
+                idempotency_key=str(key) if key else None,
+            )
+        except PayloadError as exc:
+            return {**_refusal(name, exc.code, str(exc)), "field": exc.field}
+        except IntentError as exc:
+            return _refusal(name, exc.code, str(exc))
+        return ack.as_json()
+
+    async def _reactors_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.reactors.reactors()
+
+    async def _reactors_show(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.reactors.show(str(params.get("id", "")))
+
+    async def _reactors_command(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.reactors.command(str(params.get("id", "")), str(params.get("command")))
+
+    async def _journal_tail(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Entries after ``after`` (or the newest ``limit`` when ``after`` is negative); with
+        ``wait`` seconds, a long poll: returns as soon as something is committed."""
+        journal = self.journal
+        limit = max(1, min(int(params.get("limit", 100)), 1000))
+        after = int(params.get("after", -1))
+        wait = max(0.0, min(float(params.get("wait", 0)), 30.0))
+        entries = await (journal.last(limit) if after < 0 else journal.tail(after, limit))
+        if not entries and wait and after >= 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    async for batch in journal.follow(after, limit=limit):
+                        entries = batch
+                        break
+        return {"entries": [_entry_json(e) for e in entries], "last_seq": journal.last_seq}
+
+    async def _journal_audit(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        limit = max(1, min(int(params.get("limit", 100)), 1000))
+        return [dataclasses.asdict(a) for a in await self.journal.recent_audit(limit)]
 
     # -- mesh -------------------------------------------------------------------------------
     def _mesh_meta(self) -> dict[str, Any]:
@@ -378,3 +504,11 @@ class Agent:
             {"name": r.name, "type": type_name(r.rtype), "ttl": r.ttl, "data": r.data_text}
             for r in records
         ]
+
+
+def _refusal(name: str, code: str, reason: str) -> dict[str, Any]:
+    return {"accepted": False, "intent": name, "code": code, "error": reason}
+
+
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    return dataclasses.asdict(entry)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeagent import __version__
+from edgeagent.cli_reactors import add_commands as add_reactor_commands
 from edgeagent.config.model import Paths
 from edgeagent.control.client import ControlClient
 from edgeagent.errors import ConfigError, ControlError, EdgeAgentError, NotRunningError
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--cluster", help="the cluster to use (needed with several)")
     call.add_argument("--timeout", type=float, default=5.0)
     call.set_defaults(handler=_cmd_peers_call)
+
+    add_reactor_commands(commands, _add_global_options)
 
     keygen = commands.add_parser("keygen", help="make a new cluster key (base64, 32 bytes)")
     keygen.add_argument(

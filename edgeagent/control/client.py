@@ -1,9 +1,18 @@
-"""A small blocking client of the control socket, for the CLI (one request at a time)."""
+"""A small blocking client of the control socket, for the CLI.
+
+``call`` sends one request and waits for its answer. ``stream`` pipelines many on one
+connection: a thread writes requests as the caller's iterator yields them while the caller
+reads the answers, which the server sends in request order; the socket buffers and the
+server's in-flight bound keep memory flat however long the stream.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +28,8 @@ class ControlClient:
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Send one request and return its result; raise ControlError with the agent's reason."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self._timeout)
+        sock = self._connect()
         try:
-            try:
-                sock.connect(str(self._path))
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise NotRunningError(
-                    f"no agent is running (nothing answers on {self._path}); start it with "
-                    "`edgeagent run`, or point --runtime-dir at the agent's runtime directory"
-                ) from exc
-            except PermissionError as exc:
-                raise ControlError(
-                    f"permission denied on {self._path}: the control socket is owner-only; "
-                    "run as the agent's user (or root)"
-                ) from exc
             request_id = self._next_id
             self._next_id += 1
             sock.sendall(encode_request(request_id, method, params or {}))
@@ -48,6 +44,66 @@ class ControlClient:
             error = message["error"]
             raise ControlError(str(error.get("message", error)))
         return message.get("result")
+
+    def stream(self, method: str, params: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Send one ``method`` request per item of ``params``; yield each reply message
+        (``{"id", "result"}`` or ``{"id", "error"}``) as it arrives, in order."""
+        sock = self._connect()
+        sock.settimeout(None)  # a slow producer (a pipe from a sensor) may pause for long
+        sent = [0]
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                for item in params:
+                    sock.sendall(encode_request(sent[0] + 1, method, item))
+                    sent[0] += 1
+            except BaseException as exc:  # reported by the reader, after what was answered
+                failure.append(exc)
+            finally:
+                done.set()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+
+        writer = threading.Thread(target=write, name="edgeagent-cli-stream", daemon=True)
+        writer.start()
+        framer = LineFramer()
+        received = 0
+        try:
+            while not (done.is_set() and received >= sent[0]):
+                data = sock.recv(65536)
+                if not data:
+                    if received < sent[0]:
+                        raise ControlError("the agent closed the control connection mid-stream")
+                    break
+                for line in framer.feed(data):
+                    received += 1
+                    yield json.loads(line)
+            writer.join()
+            if failure:
+                raise failure[0]
+        finally:
+            sock.close()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self._timeout)
+        try:
+            sock.connect(str(self._path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise NotRunningError(
+                f"no agent is running (nothing answers on {self._path}); start it with "
+                "`edgeagent run`, or point --runtime-dir at the agent's runtime directory"
+            ) from exc
+        except PermissionError as exc:
+            sock.close()
+            raise ControlError(
+                f"permission denied on {self._path}: the control socket is owner-only; "
+                "run as the agent's user (or root)"
+            ) from exc
+        return sock
 
     @staticmethod
     def _read_line(sock: socket.socket) -> bytes:
