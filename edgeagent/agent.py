@@ -45,7 +45,7 @@ from edgeagent.mdns.responder import Renamed, RenameKind
 from edgeagent.mdns.transport import MdnsService
 from edgeagent.mesh.discovery import DiscoveryContext
 from edgeagent.mesh.epoch import next_epoch
-from edgeagent.mesh.service import MeshService
+from edgeagent.mesh.service import MeshService, RequestContext, RequestHandler
 from edgeagent.names import AgentNames
 from edgeagent.net.coexist import other_mdns_users
 from edgeagent.reactors.capabilities import Policy
@@ -302,8 +302,8 @@ class Agent:
             ],
         }
 
-    def _mesh_handlers(self) -> dict[str, Callable[[str, Any], Awaitable[Any]]]:
-        async def status(sender: str, body: Any) -> Any:
+    def _mesh_handlers(self) -> dict[str, RequestHandler]:
+        async def status(request: RequestContext, body: Any) -> Any:
             return {
                 "device_id": self.device_id,
                 "hostname": self.mdns.table.hosts[0],
@@ -311,8 +311,8 @@ class Agent:
                 "uptime": round(time.monotonic() - self.started, 3),
             }
 
-        async def echo(sender: str, body: Any) -> Any:
-            return {"from": sender, "body": body}
+        async def echo(request: RequestContext, body: Any) -> Any:
+            return {"from": request.sender, "cluster": request.cluster, "body": body}
 
         return {"agent.status": status, "agent.echo": echo}
 

@@ -66,7 +66,6 @@ from edgeagent.net.model import interface_selected
 log = logging.getLogger("edgeagent.mesh")
 
 Address = tuple[str, int]
-RequestHandler = Callable[[str, Any], Awaitable[Any]]
 Held = tuple[OpenedFrame, list[Message], Address]  # a frame waiting for its sender's answer
 
 MAX_PENDING_REQUESTS = 256
@@ -88,6 +87,20 @@ class RequestTimeout(EdgeAgentError, TimeoutError):
 
 class RemoteError(EdgeAgentError):
     """The peer answered the request with an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who sent a remote request: a member of ``cluster`` whose frame carried the cluster's
+    tag, so ``sender`` (its device id) is authenticated. Handlers decide with it, e.g. the
+    principal ``peer:<cluster>`` for a remote intent."""
+
+    sender: str
+    cluster: str
+    address: Address
+
+
+RequestHandler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -417,7 +430,7 @@ class ClusterLink:
         self, handler: RequestHandler, sender: str, addr: Address, request: Request
     ) -> None:
         try:
-            body = await handler(sender, request.body)
+            body = await handler(RequestContext(sender, self.cluster.name, addr), request.body)
             response = Response(request.request_id, True, body)
             self.stats.requests_served += 1
         except EdgeAgentError as exc:
@@ -602,7 +615,41 @@ class MeshService:
         cluster: str | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> Any:
-        return await self.link(cluster).request(device_id, method, body, timeout)
+        """Send ``method(body)`` to a member (see ``locate`` for how it is found)."""
+        name, device = self.locate(device_id, cluster)
+        return await self.link(name).request(device, method, body, timeout)
+
+    def locate(self, member: str, cluster: str | None = None) -> tuple[str, str]:
+        """``(cluster, device_id)`` of ``member``, a device id or, failing that, a hostname.
+
+        Without ``cluster``, the cluster that knows the member is used (an alive or suspect
+        membership first); one that several clusters know as a live member is ambiguous.
+        Raises ``PeerGoneError`` when no cluster knows it, and ``EdgeAgentError`` naming the
+        clusters when the choice is not clear.
+        """
+        links = [self.link(cluster)] if cluster is not None else self.links
+        found: list[tuple[ClusterLink, MemberView]] = []
+        for link in links:
+            views = [v for v in link.members() if v.device_id == member]
+            views = views or [v for v in link.members() if v.hostname == member]
+            found.extend((link, view) for view in views if view.device_id != self.self_id)
+        live = [f for f in found if f[1].state in (MemberState.ALIVE, MemberState.SUSPECT)]
+        candidates = live or found
+        ids = {view.device_id for _, view in candidates}
+        if len(ids) > 1:
+            raise EdgeAgentError(f"{member!r} names several devices: {', '.join(sorted(ids))}")
+        clusters = sorted({link.cluster.name for link, _ in candidates})
+        if len(clusters) > 1:
+            raise EdgeAgentError(
+                f"{member} is a member of several clusters ({', '.join(clusters)}); "
+                "choose one with cluster"
+            )
+        if candidates:
+            return clusters[0], candidates[0][1].device_id
+        if len(links) == 1:  # the link's request says what it knows (observe-only, ...)
+            return links[0].cluster.name, member
+        names = ", ".join(link.cluster.name for link in self.links) or "none"
+        raise PeerGoneError(f"{member} is not a member of any cluster (configured: {names})")
 
     def set_meta(self, meta: Mapping[str, Any]) -> None:
         """Share new metadata (e.g. after a runtime service change) with every cluster."""

@@ -287,7 +287,7 @@ def test_remote_request_and_a_clear_error_when_the_peer_is_gone(lab: Lab, tmp_pa
     ids = {r["hostname"]: r["device_id"] for r in peers(agents["q1"])}
     own_id = agents["q1"].info()["device_id"]
     answer = agents["q1"].cli("peers", "call", ids["q2"], "agent.echo", '{"x": 1}')
-    assert json.loads(answer.stdout) == {"from": own_id, "body": {"x": 1}}
+    assert json.loads(answer.stdout) == {"from": own_id, "cluster": "greenhouse", "body": {"x": 1}}
     status = json.loads(agents["q1"].cli("peers", "call", ids["q3"], "agent.status").stdout)
     assert status["hostname"] == "q3"
     unknown = agents["q1"].cli("peers", "call", ids["q2"], "no.such", check=False)
