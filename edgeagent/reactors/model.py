@@ -173,6 +173,16 @@ class ReactorType(Protocol):
     payload of every intent with ``verbs[verb].validate`` before calling the methods, so they
     see checked values with defaults filled in. ``handle`` is called only with a verb in
     ``verbs``; it returns a new state (never changing the one given) and the effects.
+
+    Optional method, not part of the protocol (a type without it still loads)::
+
+        def emits(self, options: Mapping[str, Any]) -> list[str]: ...
+
+    The intent names the type may ``Emit`` or arm a ``SetTimer`` for, given validated
+    options (a leading ``.`` names one of its own verbs, as in effects). ``edgeagent check``
+    and ``explain`` draw the wiring from it without running ``handle``; for a type without
+    it they report that its emits are unknown. It must be pure and cheap, and it should list
+    every name ``handle`` can produce: a name left out is a wire ``check`` cannot see.
     """
 
     @property

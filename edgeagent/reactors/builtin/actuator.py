@@ -33,6 +33,9 @@ class Actuator:
     def initial_state(self, options: Mapping[str, Any]) -> State:
         return {"writes": 0, "last": None}
 
+    def emits(self, options: Mapping[str, Any]) -> list[str]:
+        return []  # its effect is a serial write, not an intent
+
     def handle(
         self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
     ) -> tuple[State, list[Effect]]:

@@ -29,6 +29,9 @@ class Counter:
     def initial_state(self, options: Mapping[str, Any]) -> State:
         return {"count": 0}
 
+    def emits(self, options: Mapping[str, Any]) -> list[str]:
+        return []
+
     def handle(
         self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
     ) -> tuple[State, list[Effect]]:

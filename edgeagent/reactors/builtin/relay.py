@@ -33,6 +33,9 @@ class Relay:
     def initial_state(self, options: Mapping[str, Any]) -> State:
         return {"forwarded": 0}
 
+    def emits(self, options: Mapping[str, Any]) -> list[str]:
+        return [options["to"]]
+
     def handle(
         self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
     ) -> tuple[State, list[Effect]]:

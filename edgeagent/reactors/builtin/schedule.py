@@ -124,6 +124,10 @@ class Schedule:
     def initial_state(self, options: Mapping[str, Any]) -> State:
         return {"running": False, "fired": 0, "next": None, "last": None}
 
+    def emits(self, options: Mapping[str, Any]) -> list[str]:
+        # ".tick" is its own timer: paced by the clock, so not a loop `check` reports.
+        return [options["emit"], ".tick"]
+
     def handle(
         self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
     ) -> tuple[State, list[Effect]]:

@@ -53,6 +53,9 @@ class Threshold:
     def initial_state(self, options: Mapping[str, Any]) -> State:
         return {"alarm": False, "last": None, "since": None}
 
+    def emits(self, options: Mapping[str, Any]) -> list[str]:
+        return [options[key] for key in ("on_alarm", "on_clear") if options[key] is not None]
+
     def handle(
         self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
     ) -> tuple[State, list[Effect]]:

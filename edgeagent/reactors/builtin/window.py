@@ -65,6 +65,9 @@ class Window:
     def initial_state(self, options: Mapping[str, Any]) -> State:
         return {"samples": [], **aggregate([])}
 
+    def emits(self, options: Mapping[str, Any]) -> list[str]:
+        return [] if options["emit"] is None else [options["emit"]]
+
     def handle(
         self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
     ) -> tuple[State, list[Effect]]:
