@@ -64,10 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(run)
     run.set_defaults(handler=_cmd_run)
 
-    check = commands.add_parser("check", help="validate the config and print the effective one")
+    check = commands.add_parser(
+        "check", help="validate the config and its reactor wiring, print the effective config"
+    )
     _add_global_options(check)
-    check.add_argument("--json", action="store_true", help="print the effective config as JSON")
+    check.add_argument(
+        "--json", action="store_true", help="print the effective config and diagnostics as JSON"
+    )
     check.set_defaults(handler=_cmd_check)
+
+    explain = commands.add_parser(
+        "explain", help="print the reactor wiring the config sets up (no agent needed)"
+    )
+    _add_global_options(explain)
+    explain.add_argument("--json", action="store_true", help="print JSON instead of text")
+    explain.set_defaults(handler=_cmd_explain)
 
     info = commands.add_parser("info", help="show the records this device advertises")
     _add_global_options(info)
@@ -172,16 +183,44 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
 def _cmd_check(args: argparse.Namespace, paths: Paths) -> int:
     from edgeagent.config.render import config_to_dict, redact_paths, render_yaml
     from edgeagent.device import load_effective
+    from edgeagent.reactors.graph import check_graph, has_errors
 
     loaded, _ = load_effective(paths)
+    diagnostics = check_graph(loaded.config)
+    failed = has_errors(diagnostics)
+    for diagnostic in diagnostics:
+        print(diagnostic.format(), file=sys.stderr)
     # Values that came from !secret are shown as redacted, never printed.
     if args.json:
         document = redact_paths(config_to_dict(loaded.config), loaded.secret_paths)
+        document["diagnostics"] = [d.as_json() for d in diagnostics]
         print(json.dumps(document, indent=2))
+    elif failed:
+        errors = sum(d.severity == "error" for d in diagnostics)
+        print(f"# {paths.config_file}: {errors} error(s) in the reactor wiring", file=sys.stderr)
     else:
         print(f"# {paths.config_file}: valid", file=sys.stderr)
         rendered = render_yaml(loaded.config, redact=loaded.secret_paths, sources=loaded.sources)
         print(rendered, end="")
+    return 1 if failed else 0
+
+
+def _cmd_explain(args: argparse.Namespace, paths: Paths) -> int:
+    from edgeagent.device import load_effective
+    from edgeagent.reactors.graph import check_graph, render_topology, topology
+
+    loaded, _ = load_effective(paths)
+    document = topology(loaded.config)
+    diagnostics = check_graph(loaded.config)
+    if args.json:
+        document["diagnostics"] = [d.as_json() for d in diagnostics]
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0
+    for line in render_topology(document):
+        print(line)
+    # `explain` describes; `check` judges. The findings are still worth a glance here.
+    for diagnostic in diagnostics:
+        print(diagnostic.format(), file=sys.stderr)
     return 0
 
 
