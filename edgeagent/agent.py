@@ -36,7 +36,6 @@ from edgeagent.errors import (
     ConfigError,
     ControlError,
     EdgeAgentError,
-    IntentError,
     PayloadError,
 )
 from edgeagent.info import identity_document, records_document
@@ -50,6 +49,16 @@ from edgeagent.names import AgentNames
 from edgeagent.net.coexist import other_mdns_users
 from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.journal import Entry, Journal
+from edgeagent.reactors.remote import (
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    PEER_METHOD,
+    IntentForwarder,
+    RemoteIntent,
+    refusal,
+    serve_remote,
+    submit_answer,
+)
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
 from edgeagent.state import RuntimeState, StateStore
@@ -93,6 +102,7 @@ class Agent:
         self._mesh: MeshService | None = None
         self._journal: Journal | None = None
         self._reactors: ReactorRuntime | None = None
+        self._forwarder = IntentForwarder(None)
         self._state_lock = asyncio.Lock()
 
     async def run(self) -> int:
@@ -156,6 +166,7 @@ class Agent:
         except PayloadError as exc:
             raise ConfigError([f"{self.paths.config_file}: reactors: {exc}"]) from exc
         self._reactors = await stack.enter_async_context(runtime)
+        self._forwarder = IntentForwarder(self._mesh, run_log=run_log)
 
     async def _compact_journal(self) -> None:
         """Keep the journal under ``journal.max_bytes`` (rows covered by snapshots go)."""
@@ -234,31 +245,54 @@ class Agent:
         return self._journal
 
     async def _intent_send(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Accept one intent from the CLI. A refusal is an answer, not an error: the CLI
-        streams many and reports each (``accepted: false`` with the step's code)."""
+        """Accept one intent from the CLI, or forward it to member ``to`` of a mesh cluster
+        (edgeagent/reactors/remote.py). A refusal is an answer, not an error: the CLI streams
+        many and reports each (``accepted: false`` with the step's code)."""
         name = params.get("name")
         payload = params.get("payload", {})
         if not isinstance(name, str) or not name:
             raise ControlError("intent.send needs 'name'")
         if not isinstance(payload, dict):
-            return _refusal(name, "invalid", "payload: must be a JSON object")
-        principal = params.get("as") or "cli"
+            return refusal(name, "invalid", "payload: must be a JSON object")
         trace_id = params.get("trace_id")
         key = params.get("idempotency_key")
-        try:
-            ack = await self.reactors.submit(
-                name,
-                payload,
-                principal=str(principal),
-                source="cli",
-                trace_id=str(trace_id) if trace_id else None,
-                idempotency_key=str(key) if key else None,
+        to = params.get("to")
+        if to and str(to) not in (self.device_id, self.mdns.table.hosts[0]):
+            return await self._intent_forward(name, payload, params)
+        return await submit_answer(
+            self.reactors,
+            name,
+            payload,
+            principal=str(params.get("as") or "cli"),
+            source="cli",
+            trace_id=str(trace_id) if trace_id else None,
+            idempotency_key=str(key) if key else None,
+        )
+
+    async def _intent_forward(
+        self, name: str, payload: dict[str, Any], params: dict[str, Any]
+    ) -> dict[str, Any]:
+        to, cluster = str(params["to"]), params.get("cluster")
+        if params.get("as"):
+            reason = (
+                "'as' applies to local intents only: on the receiving device a remote intent "
+                "acts as peer:<cluster>"
             )
-        except PayloadError as exc:
-            return {**_refusal(name, exc.code, str(exc)), "field": exc.field}
-        except IntentError as exc:
-            return _refusal(name, exc.code, str(exc))
-        return ack.as_json()
+            return {**refusal(name, "invalid", reason), "to": to}
+        timeout = _seconds(params.get("timeout", DEFAULT_TIMEOUT))
+        if timeout is None or not 0 < timeout <= MAX_TIMEOUT:
+            reason = f"timeout: a number of seconds, more than 0 and at most {MAX_TIMEOUT:g}"
+            return {**refusal(name, "invalid", reason), "to": to}
+        try:
+            intent = RemoteIntent.from_body(
+                {k: v for k, v in params.items() if k in ("trace_id", "idempotency_key")}
+                | {"name": name, "payload": payload}
+            )
+        except ValueError as exc:
+            return {**refusal(name, "invalid", str(exc)), "to": to}
+        return await self._forwarder.forward(
+            to, intent, cluster=str(cluster) if cluster else None, timeout=timeout
+        )
 
     async def _reactors_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         return self.reactors.reactors()
@@ -314,7 +348,11 @@ class Agent:
         async def echo(request: RequestContext, body: Any) -> Any:
             return {"from": request.sender, "cluster": request.cluster, "body": body}
 
-        return {"agent.status": status, "agent.echo": echo}
+        async def intent(request: RequestContext, body: Any) -> Any:
+            # Before the reactors run this raises; the sender sees a "remote" refusal.
+            return await serve_remote(self.reactors, request, body)
+
+        return {"agent.status": status, "agent.echo": echo, PEER_METHOD: intent}
 
     def _peers_document(self) -> dict[str, Any]:
         mesh = self._mesh
@@ -506,8 +544,11 @@ class Agent:
         ]
 
 
-def _refusal(name: str, code: str, reason: str) -> dict[str, Any]:
-    return {"accepted": False, "intent": name, "code": code, "error": reason}
+def _seconds(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:

@@ -35,7 +35,9 @@ def add_commands(commands: Any, add_global_options: AddOptions) -> None:
         description="key=value: numbers, true/false and null are typed, anything else is a "
         "string; key:=JSON takes a JSON value; a.b=1 nests. With NAME '-', each stdin line "
         'is {"intent": NAME, "payload": {...}} (optionally "as", "trace_id", '
-        '"idempotency_key") and each answer is printed as one JSON line.',
+        '"idempotency_key", "to", "cluster") and each answer is printed as one JSON line. '
+        'With --to (or a line\'s "to"), the intent goes over the mesh to that member, '
+        "whose own config decides, as principal peer:<cluster>.",
     )
     add_global_options(send)
     send.add_argument("name", help="the intent, e.g. counter.increment; - reads JSON lines")
@@ -44,6 +46,16 @@ def add_commands(commands: Any, add_global_options: AddOptions) -> None:
     send.add_argument("--trace-id", help="use this trace id (default: a new one)")
     send.add_argument("--key", help="idempotency key: the same key is applied once")
     send.add_argument("--json", action="store_true", help="print the answer as JSON")
+    send.add_argument(
+        "--to", metavar="DEVICE", help="send to this mesh member (device id or hostname)"
+    )
+    send.add_argument("--cluster", help="the cluster to reach --to through (default: its own)")
+    send.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=5.0,
+        help="seconds to wait for a remote answer (default 5)",
+    )
     send.set_defaults(handler=_cmd_intent_send)
 
     reactors = commands.add_parser("reactors", help="list, show and control reactors")
@@ -82,13 +94,15 @@ def add_commands(commands: Any, add_global_options: AddOptions) -> None:
 
 
 def _cmd_intent_send(args: argparse.Namespace, paths: Paths) -> int:
-    client = _client(paths)
+    # A remote intent may take its whole timeout; the control reply comes after it.
+    client = _client(paths, timeout=max(15.0, args.timeout + 5.0))
     if args.name == "-":
         return _stream(client, args)
     payload = _parse_payload(args.assignments)
     params: dict[str, Any] = {"name": args.name, "payload": payload}
     if args.principal:
         params["as"] = args.principal
+    params.update(_remote_params(args.to, args.cluster, args.timeout))
     if args.trace_id:
         params["trace_id"] = args.trace_id
     if args.key:
@@ -98,7 +112,8 @@ def _cmd_intent_send(args: argparse.Namespace, paths: Paths) -> int:
         print(json.dumps(answer, ensure_ascii=False))
     elif answer.get("accepted"):
         seqs = ", ".join(f"{d['reactor']} seq {d['seq']}" for d in answer["deliveries"])
-        print(f"accepted {answer['intent']} ({seqs}) trace {answer['trace_id']}")
+        where = f" on {answer['to']} ({answer['cluster']})" if answer.get("to") else ""
+        print(f"accepted {answer['intent']}{where} ({seqs}) trace {answer['trace_id']}")
     if not answer.get("accepted"):
         if not args.json:
             print(f"edgeagent: {answer['code']}: {answer['error']}", file=sys.stderr)
@@ -172,7 +187,32 @@ def _stream_params(line: str, args: argparse.Namespace) -> dict[str, Any]:
     for key in ("trace_id", "idempotency_key"):
         if item.get(key):
             params[key] = str(item[key])
+    to, cluster = item.get("to", args.to), item.get("cluster", args.cluster)
+    for key, value in (("to", to), ("cluster", cluster)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key!r} must be a string")
+    params.update(_remote_params(to, cluster, args.timeout))
     return params
+
+
+def _remote_params(to: str | None, cluster: str | None, timeout: float) -> dict[str, Any]:
+    """The ``intent.send`` params that make it a remote intent (none for a local one)."""
+    if not to:
+        return {}
+    params: dict[str, Any] = {"to": to, "timeout": timeout}
+    if cluster:
+        params["cluster"] = cluster
+    return params
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError("more than 0 and at most 60 seconds")
+    return value
 
 
 def _emit(answer: dict[str, Any]) -> int:
@@ -288,8 +328,8 @@ def _audit_line(record: dict[str, Any]) -> str:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _client(paths: Paths) -> ControlClient:
-    return ControlClient(Path(paths.runtime_dir) / CONTROL_SOCKET, timeout=15.0)
+def _client(paths: Paths, timeout: float = 15.0) -> ControlClient:
+    return ControlClient(Path(paths.runtime_dir) / CONTROL_SOCKET, timeout=timeout)
 
 
 def _print_table(table: Sequence[tuple[str, ...]]) -> None:
