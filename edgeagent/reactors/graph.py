@@ -80,18 +80,22 @@ class Diagnostic:
     severity: Severity
     message: str
     path: str  # config key path: "reactors[id=beat].options.emit"
+    loop: tuple[str, ...] = ()  # ``cycle``: the reactor ids around the loop, in emit order
 
     def format(self) -> str:
         """``error[unreachable] reactors[id=x]: message``, the CLI's line."""
         return f"{self.severity}[{self.code}] {self.path}: {self.message}"
 
-    def as_json(self) -> dict[str, str]:
-        return {
+    def as_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
             "code": self.code,
             "severity": self.severity,
             "message": self.message,
             "path": self.path,
         }
+        if self.loop:
+            doc["loop"] = list(self.loop)
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +568,8 @@ def _unreachable(graph: WiringGraph) -> list[Diagnostic]:
     note = f" (the emits of {', '.join(blind)} are unknown and may reach it)" if blind else ""
     found: list[Diagnostic] = []
     for node in graph.reactors.values():
-        if node.id in reached or node.rtype is None or not node.config.enabled:
+        # A reactor that cannot start (unknown type, bad options) is reported as that alone.
+        if node.id in reached or node.options is None or not node.config.enabled:
             continue
         senders = [e for e in graph.reactors if node.id in graph.successors(e) and e != node.id]
         if senders:
@@ -604,7 +609,13 @@ def _cycles(graph: WiringGraph) -> list[Diagnostic]:
                 "but it may loop" + also
             )
         found.append(
-            Diagnostic("cycle", "error" if blocking else "warning", message, reactor_path(start))
+            Diagnostic(
+                "cycle",
+                "error" if blocking else "warning",
+                message,
+                reactor_path(start),
+                tuple(loop),
+            )
         )
     return found
 
