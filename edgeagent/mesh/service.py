@@ -59,6 +59,7 @@ from edgeagent.mesh.messages import (
     Response,
     decode,
     encode,
+    encoded_size,
 )
 from edgeagent.mesh.roles import role_table
 from edgeagent.net.model import interface_selected
@@ -75,6 +76,7 @@ ADDRESS_CHECK_INTERVAL = 2.0  # seconds between looks at our own interface addre
 MAX_HELD = 256  # unverified senders whose latest frames wait for their challenge answer
 HELD_PER_SENDER = 6  # a join is several datagrams (Sync chunks with the Join, then Meta)
 MAX_DATAGRAM = 9000  # larger datagrams are not ours: drop before spending an HMAC on them
+MAX_REQUEST_BODY = MAX_DATAGRAM - 256  # leaves room for the frame header, tag and gossip
 
 
 class PeerGoneError(EdgeAgentError):
@@ -87,6 +89,10 @@ class RequestTimeout(EdgeAgentError, TimeoutError):
 
 class RemoteError(EdgeAgentError):
     """The peer answered the request with an error."""
+
+
+class RequestTooLarge(EdgeAgentError, ValueError):
+    """A request that does not fit one datagram a peer accepts (``MAX_REQUEST_BODY``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +288,13 @@ class ClusterLink:
         if len(self._pending) >= MAX_PENDING_REQUESTS:
             raise EdgeAgentError("too many requests in flight; try again shortly")
         request_id = next(self._request_ids)
+        size = encoded_size(Request(request_id, method, body))
+        if size > MAX_REQUEST_BODY:
+            # The peer would drop the datagram unread, and we would only see a timeout.
+            raise RequestTooLarge(
+                f"{method!r} request of {size} bytes does not fit one datagram "
+                f"(at most {MAX_REQUEST_BODY})"
+            )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = _Pending(device_id, future)
         self.stats.requests_sent += 1

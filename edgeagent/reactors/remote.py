@@ -44,6 +44,7 @@ from edgeagent.mesh.service import (
     RemoteError,
     RequestContext,
     RequestTimeout,
+    RequestTooLarge,
 )
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import Ack
@@ -249,6 +250,8 @@ class IntentForwarder:
             answer = refusal(intent.name, "unreachable", str(exc))
         except RemoteError as exc:
             answer = refusal(intent.name, "remote", str(exc))
+        except RequestTooLarge as exc:
+            answer = refusal(intent.name, "invalid", str(exc))
         except EdgeAgentError as exc:  # ambiguous member, unknown cluster, too many in flight
             answer = refusal(intent.name, "unreachable", str(exc))
         answer = {**answer, **where, "trace_id": answer.get("trace_id") or intent.trace_id}

@@ -21,6 +21,7 @@ from edgeagent.mesh.service import (
     RemoteError,
     RequestContext,
     RequestTimeout,
+    RequestTooLarge,
 )
 from edgeagent.reactors.remote import (
     PEER_METHOD,
@@ -208,6 +209,7 @@ async def test_a_forward_sends_one_request_and_passes_the_answer_on(tmp_path: Pa
         (PeerGoneError("dev-b in cluster 'greenhouse' is dead"), "unreachable", "is dead"),
         (RemoteError("dev-b: busy: try again"), "remote", "busy"),
         (EdgeAgentError("too many requests in flight"), "unreachable", "too many"),
+        (RequestTooLarge("request of 9000 bytes does not fit"), "invalid", "does not fit"),
     ],
 )
 async def test_a_forward_without_an_answer_is_a_refusal_that_says_why(
@@ -292,3 +294,12 @@ def test_locate_refuses_to_guess_between_clusters(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(EdgeAgentError, match=r"several clusters \(greenhouse, lab\)"):
         mesh.locate("b1")
     assert mesh.locate("b1", "lab") == ("lab", "b1")
+
+
+async def test_a_request_too_large_for_a_datagram_is_refused_before_sending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mesh = _mesh(monkeypatch, {"greenhouse": [_view("b1", "pump", MemberState.ALIVE)]})
+    with pytest.raises(RequestTooLarge, match="does not fit one datagram"):
+        await mesh.request("b1", PEER_METHOD, {"payload": {"blob": "x" * 9000}})
+    assert mesh.links[0].stats.requests_sent == 0
