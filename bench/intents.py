@@ -1,0 +1,176 @@
+"""Durable intents through the whole accept path, beside a raw SQLite group-commit loop.
+
+``bench/journal.py`` measures the journal alone; this measures what a sender waits for: an
+intent routed, capability-checked, validated, admitted to the counter's mailbox, journaled by
+group commit, applied and acknowledged (``ReactorRuntime.submit``, in-process, on uvloop as
+the agent runs). References, same run, same disk, same schema and pragmas: the raw
+``sqlite3`` loops of ``bench/journal.py``.
+
+1. throughput: ``--producers`` tasks each submitting and awaiting, closed loop;
+2. acknowledgement latency at half our peak, open loop (arrivals on a schedule, latency from
+   the scheduled time);
+3. the same through the control socket, as ``edgeagent intent send -`` would stream them
+   (one connection, pipelined), to show what the socket and JSON add.
+
+Usage: .venv/bin/python bench/intents.py [--intents 50000] [--producers 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from common import percentile, summary, write_result
+from journal import bench_dir, raw_latency, raw_throughput
+
+from edgeagent.config.model import DEFAULT_REACTORS
+from edgeagent.control.server import ControlServer
+from edgeagent.reactors.capabilities import Policy
+from edgeagent.reactors.journal import Journal
+from edgeagent.reactors.runtime import ReactorRuntime
+
+POLICY = Policy.build({"admin": ["counter:*"]}, {"cli": ["admin"]})
+
+
+async def _runtime_throughput(path: Path, total: int, producers: int) -> dict[str, Any]:
+    async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
+        left = [total]
+
+        async def produce() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                await rt.submit("counter.increment", {"by": 1}, principal="cli", source="cli")
+
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tasks:
+            for n in range(producers):
+                tasks.create_task(produce(), name=f"bench.producer.{n}")
+        elapsed = time.perf_counter() - start
+        count = rt.show("counter")["reactor_state"]["count"]
+        stats = journal.stats()
+    assert count == total, (count, total)
+    return {"rate": total / elapsed, "seconds": elapsed, "commits": stats.commits}
+
+
+async def _runtime_latency(path: Path, rate: float, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
+        loop = asyncio.get_running_loop()
+
+        async def one(scheduled: float) -> None:
+            await rt.submit("counter.increment", {"by": 1}, principal="cli", source="cli")
+            latencies.append(loop.time() - scheduled)
+
+        total = int(rate * seconds)
+        start = loop.time() + 0.05
+        async with asyncio.TaskGroup() as tasks:
+            i = 0
+            while i < total:
+                now = loop.time()
+                while i < total and start + i / rate <= now:
+                    tasks.create_task(one(start + i / rate))
+                    i += 1
+                await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+    return latencies
+
+
+async def _socket_throughput(path: Path, total: int) -> dict[str, Any]:
+    """One pipelined control connection, as ``intent send -`` uses it."""
+    async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
+
+        async def send(params: dict[str, Any]) -> dict[str, Any]:
+            ack = await rt.submit(params["name"], params["payload"], principal="cli", source="cli")
+            return ack.as_json()
+
+        socket_path = path.parent / "control.sock"
+        async with ControlServer(socket_path, {"intent.send": send}):
+            reader, writer = await asyncio.open_unix_connection(str(socket_path))
+            line = json.dumps(
+                {"id": 1, "method": "intent.send",
+                 "params": {"name": "counter.increment", "payload": {"by": 1}}}
+            ).encode() + b"\n"  # fmt: skip
+            start = time.perf_counter()
+
+            async def feed() -> None:
+                for _ in range(total // 1000):
+                    writer.write(line * 1000)
+                    await writer.drain()
+
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(feed())
+                for _ in range(total // 1000 * 1000):
+                    answer = await reader.readline()
+                    assert b'"accepted":true' in answer, answer
+            elapsed = time.perf_counter() - start
+            writer.close()
+            await writer.wait_closed()
+    return {"rate": (total // 1000 * 1000) / elapsed, "seconds": elapsed}
+
+
+def run(coroutine: Any) -> Any:
+    try:
+        import uvloop  # the agent's loop when available
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def fresh(path: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--intents", type=int, default=50_000)
+    parser.add_argument("--producers", type=int, default=256)
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--dir", default=None, help="where the database files go")
+    args = parser.parse_args()
+    directory, where = bench_dir(args.dir)
+    path = directory / "intents.sqlite3"
+    try:
+        ours = run(_runtime_throughput(fresh(path), args.intents, args.producers))
+        raw = raw_throughput(fresh(path), args.intents, 256)
+        print(
+            f"throughput: {ours['rate']:,.0f} intents/s acknowledged through the runtime, "
+            f"raw sqlite {raw['rate']:,.0f}/s ({ours['rate'] / raw['rate']:.2f}x)"
+        )
+        half = ours["rate"] / 2
+        ours_lat = run(_runtime_latency(fresh(path), half, args.latency_seconds))
+        raw_lat = raw_latency(fresh(path), half, args.latency_seconds, 256)
+        ours_ms = [1000 * x for x in ours_lat]
+        raw_ms = [1000 * x for x in raw_lat]
+        print(
+            f"latency at {half:,.0f}/s: p50 {percentile(ours_ms, 50):.2f} ms, "
+            f"p99 {percentile(ours_ms, 99):.2f} ms; raw p50 {percentile(raw_ms, 50):.2f} ms, "
+            f"p99 {percentile(raw_ms, 99):.2f} ms"
+        )
+        sock = run(_socket_throughput(fresh(path), args.intents))
+        print(
+            f"through the control socket (one pipelined connection): {sock['rate']:,.0f}/s "
+            f"({sock['rate'] / raw['rate']:.2f}x raw)"
+        )
+        result = {
+            "where": where,
+            "throughput": {"ours": ours, "raw": raw, "ratio": ours["rate"] / raw["rate"]},
+            "latency_at_half_peak": {
+                "rate": half,
+                "ours_ms": summary(ours_ms),
+                "raw_ms": summary(raw_ms),
+            },
+            "socket": {**sock, "ratio_to_raw": sock["rate"] / raw["rate"]},
+        }
+        print(write_result("intents", result))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
