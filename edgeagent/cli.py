@@ -18,6 +18,7 @@ from typing import Any
 
 from edgeagent import __version__
 from edgeagent.cli_reactors import add_commands as add_reactor_commands
+from edgeagent.cli_reactors import print_table
 from edgeagent.config.model import Paths
 from edgeagent.control.client import ControlClient
 from edgeagent.errors import ConfigError, ControlError, EdgeAgentError, NotRunningError
@@ -331,11 +332,7 @@ def _cmd_peers(args: argparse.Namespace, paths: Paths) -> int:
                 ",".join(row.get("offers", [])) or "-",
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for line in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+    print_table(table)
     return 0
 
 

@@ -245,7 +245,7 @@ def _cmd_reactors(args: argparse.Namespace, paths: Paths) -> int:
                 str(mailbox["dropped"] + mailbox["rejected_full"]),
             )
         )
-    _print_table(table)
+    print_table(table)
     return 0
 
 
@@ -332,7 +332,8 @@ def _client(paths: Paths, timeout: float = 15.0) -> ControlClient:
     return ControlClient(Path(paths.runtime_dir) / CONTROL_SOCKET, timeout=timeout)
 
 
-def _print_table(table: Sequence[tuple[str, ...]]) -> None:
+def print_table(table: Sequence[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the first row is the header."""
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for line in table:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())

@@ -972,16 +972,7 @@ def _reactor(item: Node, path: str, issues: Issues) -> ReactorConfig | None:
         issues.add(item.where, path, f"expected a reactor mapping, got {describe(item)}")
         return None
     reader = FieldReader(item, path, issues)
-    if reader.get("remove", parse_bool, False):
-        for key, child in item.value.items():
-            if key not in ("id", "remove"):
-                issues.add(
-                    child.key_where or child.where,
-                    join_path(path, key),
-                    "a removal item carries only 'id' and 'remove'",
-                )
-        if reader.node("id") is None:
-            issues.add(item.where, path, "a removal item needs the 'id' to remove")
+    if _removal_item(item, reader, path, issues):
         return None
     before = len(issues)
     ident = reader.get("id", parse_reactor_id, None)
@@ -1384,17 +1375,7 @@ def _service(item: Node, path: str, issues: Issues) -> ServiceConfig | None:
         issues.add(item.where, path, f"expected a service mapping, got {describe(item)}")
         return None
     reader = FieldReader(item, path, issues)
-    remove = reader.get("remove", parse_bool, False)
-    if remove:
-        for key, child in item.value.items():
-            if key not in ("id", "remove"):
-                issues.add(
-                    child.key_where or child.where,
-                    join_path(path, key),
-                    "a removal item carries only 'id' and 'remove'",
-                )
-        if reader.node("id") is None:
-            issues.add(item.where, path, "a removal item needs the 'id' to remove")
+    if _removal_item(item, reader, path, issues):
         return None
     before = len(issues)
     ident = reader.get("id", parse_text, None)
@@ -1782,3 +1763,19 @@ def parse_duration(node: Node, path: str, issues: Issues) -> float | None:
         issues.add(node.where, path, f"must be a positive duration, got {describe(node)}")
         return None
     return seconds
+
+
+def _removal_item(item: Node, reader: FieldReader, path: str, issues: Issues) -> bool:
+    """True for an overlay's ``{id: X, remove: true}`` item (checked: it carries nothing else)."""
+    if not reader.get("remove", parse_bool, False) or not isinstance(item.value, dict):
+        return False
+    for key, child in item.value.items():
+        if key not in ("id", "remove"):
+            issues.add(
+                child.key_where or child.where,
+                join_path(path, key),
+                "a removal item carries only 'id' and 'remove'",
+            )
+    if reader.node("id") is None:
+        issues.add(item.where, path, "a removal item needs the 'id' to remove")
+    return True
