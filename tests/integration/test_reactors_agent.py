@@ -198,3 +198,31 @@ def test_schedule_timer_survives_a_restart(lab: Lab, tmp_path: Path) -> None:
     assert time.monotonic() - before < 15
     beat = again.call("reactors.show", {"id": "beat"})["reactor_state"]
     assert beat["running"] is True
+
+
+@pytest.mark.parametrize("overflow", ["reject", "drop-oldest"])
+def test_a_full_mailbox_applies_its_policy_in_the_agent(
+    lab: Lab, tmp_path: Path, overflow: str
+) -> None:
+    small = {
+        "id": "counter",
+        "type": "counter",
+        "mailbox": 4,
+        "overflow": overflow,
+        "requires": {"counter.increment": ["counter:write"]},
+    }
+    device, agent = started(lab, tmp_path, reactor_config(reactors=[small]))
+    source = tmp_path / "in"
+    source.write_text((json.dumps({"intent": "counter.increment"}) + "\n") * 2000)
+    command = " ".join([*EDGEAGENT, "intent", "send", "-", *agent.dirs])
+    result = device.exec("sh", "-c", f"{command} < {source}", check=False, timeout=120)
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(answers) == 2000
+    codes = {a.get("code") for a in answers if not a["accepted"]}
+    assert codes == {"full" if overflow == "reject" else "dropped"}
+    accepted = sum(1 for a in answers if a["accepted"])
+    assert 0 < accepted < 2000
+    assert count(agent) == accepted  # a refused intent left no trace in the state
+    mailbox = agent.call("reactors.show", {"id": "counter"})["mailbox"]
+    refused = mailbox["rejected_full"] + mailbox["dropped"]
+    assert refused == 2000 - accepted
