@@ -55,12 +55,13 @@ from edgeagent.reactors.remote import (
     PEER_METHOD,
     IntentForwarder,
     RemoteIntent,
+    answer_of,
     refusal,
     serve_remote,
     submit_answer,
 )
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import ReactorRuntime
+from edgeagent.reactors.runtime import ReactorRuntime, Submission
 from edgeagent.state import RuntimeState, StateStore
 from edgeagent.systemd import Notifier, watchdog_interval
 
@@ -68,6 +69,7 @@ log = logging.getLogger("edgeagent")
 
 CONTROL_SOCKET = "control.sock"
 JOURNAL_CHECK_INTERVAL = 60.0  # seconds between journal size checks
+MAX_INTENT_BATCH = 1000  # intents in one intent.send_batch request
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -224,6 +226,7 @@ class Agent:
             "peers": self._peers,
             "mesh.request": self._mesh_request,
             "intent.send": self._intent_send,
+            "intent.send_batch": self._intent_send_batch,
             "reactors.list": self._reactors_list,
             "reactors.show": self._reactors_show,
             "reactors.command": self._reactors_command,
@@ -268,6 +271,43 @@ class Agent:
             trace_id=str(trace_id) if trace_id else None,
             idempotency_key=str(key) if key else None,
         )
+
+    async def _intent_send_batch(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """``intent.send`` for up to MAX_INTENT_BATCH items, answered in order: how
+        ``intent send -`` streams. Local intents are admitted together (one pass through the
+        mailboxes, one group commit); items with ``to`` are forwarded concurrently."""
+        items = params.get("items")
+        if not isinstance(items, list) or len(items) > MAX_INTENT_BATCH:
+            raise ControlError(f"intent.send_batch needs 'items': a list of at most "
+                               f"{MAX_INTENT_BATCH} intent.send parameter objects")  # fmt: skip
+        answers: list[dict[str, Any]] = [{} for _ in items]
+        local: list[tuple[int, Submission]] = []
+        remote: list[tuple[int, dict[str, Any]]] = []
+        own = (self.device_id, self.mdns.table.hosts[0])
+        for index, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            payload = item.get("payload", {}) if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(name, str) or not name:
+                answers[index] = refusal(str(name), "invalid", "each item needs a 'name'")
+            elif not isinstance(payload, dict):
+                answers[index] = refusal(name, "invalid", "payload: must be a JSON object")
+            elif item.get("to") and str(item["to"]) not in own:
+                remote.append((index, item))
+            else:
+                trace_id, key = item.get("trace_id"), item.get("idempotency_key")
+                local.append((index, Submission(
+                    name, payload, principal=str(item.get("as") or "cli"), source="cli",
+                    trace_id=str(trace_id) if trace_id else None,
+                    idempotency_key=str(key) if key else None,
+                )))  # fmt: skip
+        results = await self.reactors.submit_many([submission for _, submission in local])
+        for (index, submission), result in zip(local, results, strict=True):
+            answers[index] = answer_of(submission.name, result)
+        if remote:
+            forwarded = await asyncio.gather(*(self._intent_send(item) for _, item in remote))
+            for (index, _), answer in zip(remote, forwarded, strict=True):
+                answers[index] = answer
+        return answers
 
     async def _intent_forward(
         self, name: str, payload: dict[str, Any], params: dict[str, Any]

@@ -167,11 +167,19 @@ async def submit_answer(
             trace_id=trace_id,
             idempotency_key=idempotency_key,
         )
-    except PayloadError as exc:
-        return {**refusal(name, exc.code, str(exc)), "field": exc.field}
     except IntentError as exc:
-        return refusal(name, exc.code, str(exc))
+        return answer_of(name, exc)
     return ack.as_json()
+
+
+def answer_of(name: str, result: Ack | IntentError) -> dict[str, Any]:
+    """The control API's answer for one intent: the ack, or a refusal with the step's code
+    (and the payload field, for an invalid one)."""
+    if isinstance(result, PayloadError):
+        return {**refusal(name, result.code, str(result)), "field": result.field}
+    if isinstance(result, IntentError):
+        return refusal(name, result.code, str(result))
+    return result.as_json()
 
 
 async def serve_remote(runtime: Submitter, request: RequestContext, body: Any) -> dict[str, Any]:

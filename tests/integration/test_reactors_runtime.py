@@ -18,7 +18,7 @@ from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.journal import Entry, Journal
 from edgeagent.reactors.model import Effect, Intent, ReactorType, find_type
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import ReactorRuntime, RestartPolicy
+from edgeagent.reactors.runtime import Ack, ReactorRuntime, RestartPolicy, Submission
 from edgeagent.reactors.schema import Field, Schema
 
 COUNTER = ReactorConfig(
@@ -276,3 +276,23 @@ async def test_emits_need_grants_and_are_audited_when_refused(tmp_path: Path) ->
         entries = [e for e in await journal.tail(0, 10) if e.reactor == "counter"]
         assert entries[-1].trace_id == ack.trace_id
         assert entries[-1].principal == "reactor:r"
+
+
+async def test_submit_many_admits_a_batch_in_order_and_answers_each(tmp_path: Path) -> None:
+    async with runtime(tmp_path) as (rt, journal):
+        batch = [
+            Submission("counter.increment", {"by": 1}, "cli", "cli"),
+            Submission("counter.increment", {}, "guest", "cli"),  # denied
+            Submission("counter.increment", {"by": "x"}, "cli", "cli"),  # invalid
+            Submission("nope.x", {}, "cli", "cli"),  # unknown
+            Submission("counter.increment", {"by": 2}, "cli", "cli", idempotency_key="k"),
+            Submission("counter.increment", {"by": 2}, "cli", "cli", idempotency_key="k"),
+        ]
+        answers = await rt.submit_many(batch)
+        kinds = [type(a).__name__ for a in answers]
+        assert kinds == ["Ack", "_Denial", "PayloadError", "IntentError", "Ack", "Ack"]
+        acks = [a for a in answers if isinstance(a, Ack)]
+        assert [a.deliveries[0].seq for a in acks] == [1, 2, 2]
+        assert acks[2].deliveries[0].duplicate
+        assert rt.show("counter")["reactor_state"] == {"count": 3}
+        assert [r.principal for r in await journal.recent_audit(10)] == ["guest"]
