@@ -226,3 +226,26 @@ def test_a_full_mailbox_applies_its_policy_in_the_agent(
     mailbox = agent.call("reactors.show", {"id": "counter"})["mailbox"]
     refused = mailbox["rejected_full"] + mailbox["dropped"]
     assert refused == 2000 - accepted
+
+
+def test_journal_follow_prints_intents_as_they_are_journaled(lab: Lab, tmp_path: Path) -> None:
+    device, agent = started(lab, tmp_path, reactor_config())
+    agent.cli("intent", "send", "counter.increment")
+    with subprocess.Popen(
+        ["ip", "netns", "exec", device.ns, *EDGEAGENT, "journal", "--follow", "--json",
+         *agent.dirs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as follow:  # fmt: skip
+        out = follow.stdout
+        assert out is not None
+        first = json.loads(out.readline())  # the history first ...
+        assert first["seq"] == 1
+        for by in (2, 3):
+            agent.cli("intent", "send", "counter.increment", f"by={by}")
+        later = [json.loads(out.readline()) for _ in range(2)]  # ... then what comes
+        follow.terminate()
+    assert [e["payload"] for e in later] == [{"by": 2}, {"by": 3}]
+    assert [e["seq"] for e in later] == [2, 3]
+    assert all(e["principal"] == "cli" and e["reactor"] == "counter" for e in later)
