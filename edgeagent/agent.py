@@ -23,6 +23,7 @@ from typing import Any
 from edgeagent import __version__
 from edgeagent.bridge.server import BridgeServer
 from edgeagent.config.model import Config, Paths
+from edgeagent.control.client import control_socket
 from edgeagent.control.server import ControlServer
 from edgeagent.device import (
     HOST_KEY,
@@ -67,7 +68,6 @@ from edgeagent.systemd import Notifier, watchdog_interval
 
 log = logging.getLogger("edgeagent")
 
-CONTROL_SOCKET = "control.sock"
 JOURNAL_CHECK_INTERVAL = 60.0  # seconds between journal size checks
 MAX_INTENT_BATCH = 1000  # intents in one intent.send_batch request
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -136,7 +136,7 @@ class Agent:
                     BridgeServer(self.config.dns_bridge, names)
                 )
             await self._start_reactors(stack)
-            control_path = Path(self.paths.runtime_dir) / CONTROL_SOCKET
+            control_path = control_socket(self.paths.runtime_dir)
             await stack.enter_async_context(ControlServer(control_path, self._handlers()))
             hosts = ", ".join(f"{h}.local" for h in self._mdns.table.hosts)
             log.info("edgeagent %s running as %s (control %s)", __version__, hosts, control_path)

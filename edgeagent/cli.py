@@ -13,20 +13,18 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from edgeagent import __version__
 from edgeagent.cli_reactors import add_commands as add_reactor_commands
 from edgeagent.cli_reactors import print_table
 from edgeagent.config.model import Paths
-from edgeagent.control.client import ControlClient
+from edgeagent.control.client import ControlClient, control_socket
 from edgeagent.errors import ConfigError, ControlError, EdgeAgentError, NotRunningError
 
 DEFAULT_CONFIG = "/etc/edgeagent/edgeagent.yaml"
 DEFAULT_STATE_DIR = "/var/lib/edgeagent"
 DEFAULT_RUNTIME_DIR = "/run/edgeagent"
-CONTROL_SOCKET = "control.sock"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,7 +363,7 @@ def _cmd_keygen(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _client(paths: Paths, *, timeout: float = 10.0) -> ControlClient:
-    return ControlClient(Path(paths.runtime_dir) / CONTROL_SOCKET, timeout=timeout)
+    return ControlClient(control_socket(paths.runtime_dir), timeout=timeout)
 
 
 def _use_color() -> bool:

@@ -15,15 +15,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from edgeagent.config.model import Paths
-from edgeagent.control.client import ControlClient
+from edgeagent.control.client import ControlClient, control_socket
 from edgeagent.errors import ControlError, PayloadError
 from edgeagent.reactors.schema import parse_assignments
 
-CONTROL_SOCKET = "control.sock"
 AddOptions = Callable[[argparse.ArgumentParser], None]
 
 
@@ -364,7 +362,7 @@ def _audit_line(record: dict[str, Any]) -> str:
 
 
 def _client(paths: Paths, timeout: float = 15.0) -> ControlClient:
-    return ControlClient(Path(paths.runtime_dir) / CONTROL_SOCKET, timeout=timeout)
+    return ControlClient(control_socket(paths.runtime_dir), timeout=timeout)
 
 
 def print_table(table: Sequence[tuple[str, ...]]) -> None:

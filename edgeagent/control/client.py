@@ -19,6 +19,13 @@ from typing import Any
 from edgeagent.control.protocol import LineFramer, encode_request
 from edgeagent.errors import ControlError, NotRunningError
 
+CONTROL_SOCKET = "control.sock"  # in the agent's runtime directory
+
+
+def control_socket(runtime_dir: str | Path) -> Path:
+    """Where the agent in ``runtime_dir`` serves its control API."""
+    return Path(runtime_dir) / CONTROL_SOCKET
+
 
 class ControlClient:
     def __init__(self, path: Path, *, timeout: float = 10.0) -> None:
