@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +42,36 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+async def open_loop(
+    rate: float,
+    seconds: float,
+    send: Callable[[list[float]], Coroutine[Any, Any, None]],
+    *,
+    grouped: bool = False,
+) -> None:
+    """Offer ``rate`` arrivals per second for ``seconds``, on a schedule (open loop).
+
+    Each event-loop turn sends everything that has come due: one ``send([t])`` task per
+    arrival, or with ``grouped`` one ``send([t, ...])`` task for all of them, as an edge that
+    batches would. ``t`` is the arrival's scheduled loop time, so latency counted from it
+    includes any lag of the sender (no coordinated omission). Returns when every send is done.
+    """
+    loop = asyncio.get_running_loop()
+    total = int(rate * seconds)
+    start = loop.time() + 0.05
+    async with asyncio.TaskGroup() as tasks:
+        i = 0
+        while i < total:
+            now = loop.time()
+            due = []
+            while i < total and start + i / rate <= now:
+                due.append(start + i / rate)
+                i += 1
+            if grouped and due:
+                tasks.create_task(send(due))
+            else:
+                for scheduled in due:
+                    tasks.create_task(send([scheduled]))
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import percentile, summary, write_result
+from common import open_loop, percentile, summary, write_result
 from journal import bench_dir, raw_latency, raw_throughput
 
 from edgeagent.config.model import DEFAULT_REACTORS
@@ -63,20 +63,11 @@ async def _runtime_latency(path: Path, rate: float, seconds: float) -> list[floa
     async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
         loop = asyncio.get_running_loop()
 
-        async def one(scheduled: float) -> None:
+        async def one(scheduled: list[float]) -> None:
             await rt.submit("counter.increment", {"by": 1}, principal="cli", source="cli")
-            latencies.append(loop.time() - scheduled)
+            latencies.append(loop.time() - scheduled[0])
 
-        total = int(rate * seconds)
-        start = loop.time() + 0.05
-        async with asyncio.TaskGroup() as tasks:
-            i = 0
-            while i < total:
-                now = loop.time()
-                while i < total and start + i / rate <= now:
-                    tasks.create_task(one(start + i / rate))
-                    i += 1
-                await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        await open_loop(rate, seconds, one)
     return latencies
 
 
@@ -94,19 +85,7 @@ async def _runtime_latency_grouped(path: Path, rate: float, seconds: float) -> l
             done = loop.time()
             latencies.extend(done - at for at in scheduled)
 
-        total = int(rate * seconds)
-        start = loop.time() + 0.05
-        async with asyncio.TaskGroup() as tasks:
-            i = 0
-            while i < total:
-                now = loop.time()
-                due = []
-                while i < total and start + i / rate <= now:
-                    due.append(start + i / rate)
-                    i += 1
-                if due:
-                    tasks.create_task(group(due))
-                await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        await open_loop(rate, seconds, group, grouped=True)
     return latencies
 
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, percentile, summary, write_result
+from common import REPO, open_loop, percentile, summary, write_result
 
 from edgeagent.reactors.journal import INSERT_INTENT, INSERT_KIND, Entry, Journal
 
@@ -149,23 +149,11 @@ async def ours_latency(path: Path, rate: float, seconds: float) -> list[float]:
     async with Journal(path) as journal:
         loop = asyncio.get_running_loop()
 
-        async def one(scheduled: float) -> None:
+        async def one(scheduled: list[float]) -> None:
             await journal.append([entry()])
-            latencies.append(loop.time() - scheduled)
+            latencies.append(loop.time() - scheduled[0])
 
-        total = int(rate * seconds)
-        start = loop.time() + 0.05
-        async with asyncio.TaskGroup() as tg:
-            i = 0
-            while i < total:
-                now = loop.time()
-                # Send everything due by now: the schedule, not the acknowledgements, sets
-                # the pace, and latency counts from the scheduled time (no coordinated
-                # omission when the sender falls behind).
-                while i < total and start + i / rate <= now:
-                    tg.create_task(one(start + i / rate))
-                    i += 1
-                await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        await open_loop(rate, seconds, one)
     return latencies
 
 
