@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.integration.test_cli import edgeagent
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "firmware-config" / "examples" / "reactors.yaml"
 
@@ -43,23 +45,6 @@ WARNED = """
       - id: lonely
         type: counter
 """
-
-
-def edgeagent(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "EDGEAGENT_STATE_DIR": str(tmp / "state"),
-        "EDGEAGENT_RUNTIME_DIR": str(tmp / "run"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "edgeagent", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=30,
-        check=False,
-    )
 
 
 def write(tmp: Path, text: str) -> str:
