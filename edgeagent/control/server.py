@@ -38,6 +38,7 @@ class ControlServer:
         self._handlers = dict(handlers)
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def path(self) -> Path:
@@ -75,6 +76,7 @@ class ControlServer:
         if server is None:
             return
         server.close()
+        self._closing = True
         for task in list(self._clients):
             task.cancel()
         for task in list(self._clients):
@@ -117,6 +119,22 @@ class ControlServer:
             return
         task.set_name("edgeagent[control].client")
         self._clients.add(task)
+        try:
+            await self._converse(reader, writer)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # close() cancelled us: end normally. start_unix_server's done-callback (Python
+            # 3.11) calls task.exception() and logs a bogus error for a handler that ends
+            # cancelled.
+            task.uncancel()
+        finally:
+            self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Answers leave in request order, but requests on one connection are handled
         # concurrently (up to MAX_IN_FLIGHT): a client streaming intents must not wait for
         # one journal commit per line. At the bound reading stops: backpressure.
@@ -133,11 +151,6 @@ class ControlServer:
                     pending.put_nowait(None)  # the writer stops after the answers in flight
         except* (ConnectionError, asyncio.IncompleteReadError):
             pass
-        finally:
-            self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
 
     async def _read_requests(
         self,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from edgeagent.control.server import MAX_IN_FLIGHT, ControlServer
 from edgeagent.errors import ControlError
@@ -126,3 +129,28 @@ async def test_a_client_that_vanishes_mid_stream_leaves_the_server_serving(
         await asyncio.sleep(0.2)
         assert (await _exchange(path, _requests("ok"), 1))[0]["result"] == "ok"
         assert server.path == path
+
+
+async def test_closing_with_a_client_connected_logs_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A client still connected (say `edgeagent journal --follow`) when the agent stops: the
+    # server cancels its handler. Python 3.11's start_server then logged "Exception in
+    # callback ... CancelledError" for the cancelled handler, once per client.
+    async def forever(params: dict[str, Any]) -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    path = tmp_path / "control.sock"
+    server = ControlServer(path, {"wait": forever})
+    await server.start()
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(_requests("wait"))
+    await writer.drain()
+    await asyncio.sleep(0.05)  # the request is being handled
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        await server.close()
+        await asyncio.sleep(0.05)  # the server's done-callbacks run
+    assert await reader.read() == b""  # the connection was closed, no answer
+    writer.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
