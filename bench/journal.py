@@ -147,11 +147,10 @@ async def ours_latency(path: Path, rate: float, seconds: float) -> list[float]:
     await fresh(path)
     latencies: list[float] = []
     async with Journal(path) as journal:
-        loop = asyncio.get_running_loop()
 
         async def one(scheduled: list[float]) -> None:
             await journal.append([entry()])
-            latencies.append(loop.time() - scheduled[0])
+            latencies.append(time.perf_counter() - scheduled[0])
 
         await open_loop(rate, seconds, one)
     return latencies
