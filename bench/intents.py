@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,20 @@ from edgeagent.reactors.runtime import ReactorRuntime, Submission
 POLICY = Policy.build({"admin": ["counter:*"]}, {"cli": ["admin"]})
 
 
-async def _runtime_throughput(path: Path, total: int, producers: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def runtime(path: Path) -> AsyncIterator[tuple[Journal, ReactorRuntime]]:
+    """The journal and the runtime with the default counter, started as the agent starts them
+    (including its ``gc.freeze()`` once everything is up)."""
     async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
+        gc.freeze()
+        try:
+            yield journal, rt
+        finally:
+            gc.unfreeze()
+
+
+async def _runtime_throughput(path: Path, total: int, producers: int) -> dict[str, Any]:
+    async with runtime(path) as (journal, rt):
         left = [total]
 
         async def produce() -> None:
@@ -60,7 +75,7 @@ async def _runtime_throughput(path: Path, total: int, producers: int) -> dict[st
 
 async def _runtime_latency(path: Path, rate: float, seconds: float) -> list[float]:
     latencies: list[float] = []
-    async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
+    async with runtime(path) as (_, rt):
 
         async def one(scheduled: list[float]) -> None:
             await rt.submit("counter.increment", {"by": 1}, principal="cli", source="cli")
@@ -75,7 +90,7 @@ async def _runtime_latency_grouped(path: Path, rate: float, seconds: float) -> l
     socket's batch method do): every loop turn submits whatever has come due since the last
     one with one ``submit_many``; latency still counts from each arrival's scheduled time."""
     latencies: list[float] = []
-    async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
+    async with runtime(path) as (_, rt):
 
         async def group(scheduled: list[float]) -> None:
             items = [Submission("counter.increment", {"by": 1}, "cli", "cli")] * len(scheduled)
@@ -90,7 +105,7 @@ async def _runtime_latency_grouped(path: Path, rate: float, seconds: float) -> l
 async def _socket_throughput(path: Path, total: int, batch: int) -> dict[str, Any]:
     """One pipelined control connection, as ``intent send -`` uses it: ``batch`` intents per
     ``intent.send_batch`` request (1: one ``intent.send`` request per intent)."""
-    async with Journal(path) as journal, ReactorRuntime(DEFAULT_REACTORS, POLICY, journal) as rt:
+    async with runtime(path) as (_, rt):
 
         async def send(params: dict[str, Any]) -> dict[str, Any]:
             ack = await rt.submit(params["name"], params["payload"], principal="cli", source="cli")
