@@ -55,6 +55,7 @@ from edgeagent.reactors.remote import (
     DEFAULT_TIMEOUT,
     MAX_TIMEOUT,
     PEER_METHOD,
+    ForwardEffects,
     IntentForwarder,
     RemoteIntent,
     answer_of,
@@ -169,12 +170,18 @@ class Agent:
         run_log = RunLog(state_dir / "runs")
         stack.callback(run_log.close)
         policy = Policy.build(dict(config.capabilities.implies), dict(config.principals))
+        self._forwarder = IntentForwarder(self._mesh, run_log=run_log)
         try:
-            runtime = ReactorRuntime(config.reactors, policy, self._journal, run_log=run_log)
+            runtime = ReactorRuntime(
+                config.reactors,
+                policy,
+                self._journal,
+                run_log=run_log,
+                peers=ForwardEffects(self._forwarder),
+            )
         except PayloadError as exc:
             raise ConfigError([f"{self.paths.config_file}: reactors: {exc}"]) from exc
         self._reactors = await stack.enter_async_context(runtime)
-        self._forwarder = IntentForwarder(self._mesh, run_log=run_log)
 
     async def _compact_journal(self) -> None:
         """Keep the journal under ``journal.max_bytes`` (rows covered by snapshots go)."""

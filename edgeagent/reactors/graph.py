@@ -430,6 +430,9 @@ def render_topology(doc: Mapping[str, Any]) -> list[str]:
             )
         emits = reactor["emits"]
         parts.append("emits " + ("unknown" if emits is None else ", ".join(emits) or "nothing"))
+        if reactor["forwards"]:
+            sent = ", ".join(f"{f['name']} to {f['to']}" for f in reactor["forwards"])
+            parts.append(f"forwards {sent}")
         if not reactor["enabled"]:
             parts.append("disabled")
         lines.append("; ".join(parts))
@@ -466,9 +469,22 @@ def _reactor_doc(graph: WiringGraph, node: ReactorNode) -> dict[str, Any]:
         "requires": requires,
         "emits": None if node.emits is None else [e.name for e in node.emits],
         "own_emits": [e.name for e in node.emits or () if e.own],
+        "forwards": _forwards(node),
         "mailbox": {"size": node.config.mailbox, "overflow": node.config.overflow},
         "starts_at_boot": node.starts_at_boot,
     }
+
+
+def _forwards(node: ReactorNode) -> list[dict[str, str]]:
+    """What the reactor sends to peers (the type's optional ``forwards``): shown, not checked;
+    the peer checks it."""
+    method = getattr(node.rtype, "forwards", None)
+    if node.options is None or not callable(method):
+        return []
+    try:
+        return [{"name": str(name), "to": str(to)} for name, to in method(node.options)]
+    except Exception:  # arbitrary third-party code, for display only: show none
+        return []
 
 
 def _emission_path(node: ReactorNode, emission: Emission) -> str:

@@ -95,6 +95,27 @@ class Emit:
 
 
 @dataclass(frozen=True)
+class Forward:
+    """Send intent ``name`` to member ``to`` (device id or hostname) of a mesh cluster.
+
+    The peer decides, with its own grants for ``peer:<cluster>``, and journals it there. The
+    runtime retries while the peer is unreachable (the idempotency key makes that safe) and
+    counts the effect as done once the peer has answered.
+    """
+
+    to: str
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_name("Forward.to", self.to)
+        _require_name("Forward.name", self.name)
+        if self.cluster is not None:
+            _require_name("Forward.cluster", self.cluster)
+
+
+@dataclass(frozen=True)
 class SetTimer:
     """Arm a durable timer: after ``delay`` seconds, send intent ``name`` with ``payload``.
 
@@ -163,7 +184,7 @@ class Log:
             raise ValueError(f"Log.level must be one of {', '.join(LOG_LEVELS)}")
 
 
-Effect: TypeAlias = Emit | SetTimer | CancelTimer | Publish | SerialWrite | Log
+Effect: TypeAlias = Emit | Forward | SetTimer | CancelTimer | Publish | SerialWrite | Log
 
 
 class ReactorType(Protocol):
@@ -183,6 +204,13 @@ class ReactorType(Protocol):
     and ``explain`` draw the wiring from it without running ``handle``; for a type without
     it they report that its emits are unknown. It must be pure and cheap, and it should list
     every name ``handle`` can produce: a name left out is a wire ``check`` cannot see.
+
+    And, for a type that sends ``Forward`` effects::
+
+        def forwards(self, options: Mapping[str, Any]) -> list[tuple[str, str]]: ...
+
+    (intent name, peer) pairs it sends to other devices, which ``explain`` shows; they are
+    not checked here (the peer checks them with its own grants).
     """
 
     @property
@@ -253,6 +281,14 @@ def effect_to_json(effect: Effect) -> dict[str, Any]:
     """
     if isinstance(effect, Emit):
         return {"type": "emit", "name": effect.name, "payload": _plain(effect.payload)}
+    if isinstance(effect, Forward):
+        return {
+            "type": "forward",
+            "to": effect.to,
+            "name": effect.name,
+            "payload": _plain(effect.payload),
+            "cluster": effect.cluster,
+        }
     if isinstance(effect, SetTimer):
         return {
             "type": "set_timer",
@@ -289,6 +325,13 @@ def effect_from_json(data: Mapping[str, Any]) -> Effect:
     try:
         if kind == "emit":
             effect: Effect = Emit(reader.get("name", str), reader.get("payload", dict))
+        elif kind == "forward":
+            effect = Forward(
+                reader.get("to", str),
+                reader.get("name", str),
+                reader.get("payload", dict),
+                reader.get("cluster", str | None),
+            )
         elif kind == "set_timer":
             effect = SetTimer(
                 reader.get("key", str),

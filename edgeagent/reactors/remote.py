@@ -24,6 +24,13 @@ and ``trace_id``. The sender journals nothing: it notes each forward in its run 
 (``forwarded``, with the trace id and outcome), so ``grep <trace-id>`` on both devices tells
 the story.
 
+A reactor reaches a peer with the ``Forward`` effect (the ``relay`` type's ``peer`` option
+returns one). ``ForwardEffects`` sends it as above with the effect's idempotency key
+``<reactor>:<seq>:<n>`` and the causing intent's trace id, retrying transient refusals with
+backoff for up to a minute; the runtime keeps the reactor's ``effects_done`` mark below the
+intent until the peer has answered, so a forward cut short by a restart is sent again, and
+the key makes the peer apply it once.
+
 Idempotency keys from a peer are scoped to the sender on the receiver
 (``peer:<device-id>:<key>``): one device's keys can never collide with another's, with the
 local CLI's, or with the keys the runtime gives emitted intents.
@@ -34,7 +41,8 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +54,7 @@ from edgeagent.mesh.service import (
     RequestTimeout,
     RequestTooLarge,
 )
+from edgeagent.reactors.model import Forward
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import Ack
 
@@ -275,3 +284,69 @@ class IntentForwarder:
                 error=answer.get("error"),
             )
         return answer
+
+
+# Refusals worth another try: the peer may come back, or have room again. The others (denied,
+# invalid, not running, ...) are the peer's decision, and another try gets the same answer.
+RETRY_CODES = frozenset({"unreachable", "timeout", "remote", "full"})
+DEFAULT_RETRY_FOR = 60.0
+_FIRST_RETRY = 0.5
+_MAX_RETRY_DELAY = 10.0
+
+
+class Forwarder(Protocol):
+    """The part of ``IntentForwarder`` that ``ForwardEffects`` needs."""
+
+    async def forward(
+        self,
+        to: str,
+        intent: RemoteIntent,
+        *,
+        cluster: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+    ) -> dict[str, Any]: ...
+
+
+class ForwardEffects:
+    """Carries reactors' ``Forward`` effects to peers (the runtime's ``PeerSender``).
+
+    Each try is a forward with the effect's idempotency key (``<reactor>:<seq>:<n>``) and the
+    trace id of the intent that caused it, so the peer applies it at most once however often
+    it is sent. Transient refusals (``RETRY_CODES``) are retried with backoff for up to
+    ``retry_for`` seconds; then, or at once for a refusal that is the peer's decision, it
+    raises ``IntentError`` with the peer's answer (the runtime counts and logs it).
+    """
+
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        *,
+        retry_for: float = DEFAULT_RETRY_FOR,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._forwarder = forwarder
+        self._retry_for = retry_for
+        self._clock = clock
+        self._sleep = sleep
+
+    async def send(self, reactor: str, key: str, trace_id: str, effect: Forward) -> None:
+        intent = RemoteIntent(effect.name, dict(effect.payload), trace_id, key)
+        give_up = self._clock() + self._retry_for
+        delay = _FIRST_RETRY
+        tries = 0
+        while True:
+            tries += 1
+            answer = await self._forwarder.forward(effect.to, intent, cluster=effect.cluster)
+            if answer["accepted"]:
+                return
+            code = str(answer.get("code"))
+            if code not in RETRY_CODES or self._clock() + delay > give_up:
+                error = IntentError(
+                    f"forward of {effect.name} to {effect.to} refused ({code}, after {tries}"
+                    f" {'try' if tries == 1 else 'tries'}): {answer.get('error')}"
+                )
+                error.code = code
+                raise error
+            await self._sleep(delay)
+            delay = min(2 * delay, _MAX_RETRY_DELAY)

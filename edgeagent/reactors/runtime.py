@@ -23,10 +23,12 @@ State is only ever changed by journaled intents, applied in seq order, so replay
 on start each reactor loads its latest snapshot and replays the journal after it. Effects run
 at least once: those of intents after the reactor's ``effects_done`` mark run again after a
 restart, each with the idempotency key ``<reactor>:<seq>:<n>`` (an ``Emit`` carries it into
-the journal, which keeps one entry per key). A ``handle`` that raises leaves the state as it
-was (the intent is marked failed, and replay skips it); the reactor then goes ``failed`` and is
-restarted with backoff, or stays failed after ``max_restarts`` crashes within
-``restart_window`` until started again.
+the journal, which keeps one entry per key; a ``Forward`` carries it to the peer's). Emits
+and forwards run in tasks of their own so the reactor goes on meanwhile; the mark stays
+below an intent until its handed-off effects have finished. A ``handle`` that raises leaves
+the state as it was (the intent is marked failed, and replay skips it); the reactor then goes
+``failed`` and is restarted with backoff, or stays failed after ``max_restarts`` crashes
+within ``restart_window`` until started again.
 
 Timers are durable rows in the journal; one task fires them (a timer due while the agent was
 down fires at start). Effects the runtime cannot carry out itself (``Publish``,
@@ -44,7 +46,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -59,6 +61,7 @@ from edgeagent.reactors.model import (
     Context,
     Effect,
     Emit,
+    Forward,
     Intent,
     Log,
     ReactorType,
@@ -71,7 +74,7 @@ from edgeagent.reactors.runlog import RunLog
 
 log = logging.getLogger("edgeagent.reactors")
 
-MAX_EMITS_IN_FLIGHT = 256  # emitted intents being submitted at once
+MAX_HANDOFFS_IN_FLIGHT = 256  # emits being submitted and forwards being sent, at once
 PRESSURE_HIGH = 0.8  # a mailbox this full is reported as queue pressure ...
 PRESSURE_LOW = 0.5  # ... until it drains below this
 
@@ -128,6 +131,13 @@ class EffectSink(Protocol):
     """Carries out one kind of effect (MQTT publish, serial write) for the runtime."""
 
     async def execute(self, reactor: str, key: str, effect: Effect) -> None: ...
+
+
+class PeerSender(Protocol):
+    """Carries a ``Forward`` to a peer (``remote.ForwardEffects``, over the mesh). Returns
+    once the peer has accepted it; raises ``EdgeAgentError`` when it gives up."""
+
+    async def send(self, reactor: str, key: str, trace_id: str, effect: Forward) -> None: ...
 
 
 @dataclass(slots=True)
@@ -213,6 +223,11 @@ class ReactorHost:
         self.task: asyncio.Task[None] | None = None
         # (seq, intent, effects) replayed past the effects_done mark: to run again
         self.unconfirmed: list[tuple[int, Intent, list[Effect]]] = []
+        # seq -> effects of that intent handed to a task (emits, forwards) not finished yet.
+        # The effects_done mark stays below the lowest of them.
+        self.handoffs: dict[int, int] = {}
+        self.effects_run = 0  # every effect up to this seq has run or been handed off
+        self.marked = 0  # the effects_done mark as last written
 
     @property
     def id(self) -> str:
@@ -254,6 +269,7 @@ class ReactorRuntime:
         *,
         run_log: RunLog | None = None,
         sinks: Mapping[type, EffectSink] | None = None,
+        peers: PeerSender | None = None,
         clock: Callable[[], float] = time.time,
         max_batch: int = 1024,
         restart: RestartPolicy = RestartPolicy(),
@@ -263,6 +279,7 @@ class ReactorRuntime:
         self._journal = journal
         self._run_log = run_log
         self._sinks = dict(sinks or {})
+        self._peers = peers
         self._clock = clock
         self._max_batch = max_batch
         self._restart = restart
@@ -277,7 +294,7 @@ class ReactorRuntime:
         self._timers: list[_Armed] = []
         self._timer_keys: dict[tuple[str, str], float] = {}
         self._timer_change = asyncio.Event()
-        self._emit_room = asyncio.Semaphore(MAX_EMITS_IN_FLIGHT)
+        self._handoff_room = asyncio.Semaphore(MAX_HANDOFFS_IN_FLIGHT)
         self._trace_ids = TraceIds()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -320,6 +337,9 @@ class ReactorRuntime:
             return
         for host in self._hosts.values():
             self._refuse_waiting(host, "the agent is stopping")
+            # Emits and forwards finished since the last batch: not to be run again.
+            with contextlib.suppress(EdgeAgentError):
+                await self._mark_effects_done(host)
         # Reactor tasks may be mid-commit: what got journaled is replayed at the next start.
         for task in list(self._children):
             task.cancel()
@@ -526,6 +546,7 @@ class ReactorRuntime:
             seq, state = snapshot
         failed = await self._journal.failed_seqs(host.id)
         done = await self._journal.effects_done(host.id)
+        host.marked = max(host.marked, done)
         async for batch in self._journal.replay(host.id, seq):
             for entry in batch:
                 seq = entry.seq
@@ -540,6 +561,7 @@ class ReactorRuntime:
                 if effects and entry.seq > done:
                     host.unconfirmed.append((entry.seq, intent, effects))
         host.state, host.seq = state, seq
+        host.effects_run = host.unconfirmed[0][0] - 1 if host.unconfirmed else seq
         host.since_snapshot = 0
 
     async def _execute_replayed(self, host: ReactorHost) -> None:
@@ -547,8 +569,9 @@ class ReactorRuntime:
         work, host.unconfirmed = host.unconfirmed, []
         for seq, intent, effects in work:
             await self._execute(host, seq, intent, effects)
+        host.effects_run = host.seq
         if work:
-            await self._journal.mark_effects_done(host.id, work[-1][0])
+            await self._mark_effects_done(host)
 
     async def _first_start(self, host: ReactorHost) -> None:
         """A reactor whose type has a ``start`` verb gets ``<id>.start`` once, the first time
@@ -638,14 +661,15 @@ class ReactorRuntime:
         for pending, seq, effects in work:
             await self._execute(host, seq, pending.intent, effects)
             _resolve(pending, Delivery(host.id, seq))
+        host.effects_run = host.seq
         if work:
-            await self._journal.mark_effects_done(host.id, work[-1][1])
+            await self._mark_effects_done(host)
         if host.since_snapshot >= host.config.snapshot_every:
             state_json(host.state)  # a state that is not JSON is the type's bug: say which
             await self._journal.snapshot(host.id, host.seq, host.state)
-            # Every effect up to here has run (above): say so, or compaction could never drop
-            # the intents of a reactor whose intents have no effects at all.
-            await self._journal.mark_effects_done(host.id, host.seq)
+            # Say which effects have run, or compaction could never drop the intents of a
+            # reactor whose intents have no effects at all.
+            await self._mark_effects_done(host)
             host.stats.snapshots += 1
             host.since_snapshot = 0
         return crashed
@@ -681,22 +705,22 @@ class ReactorRuntime:
             key = f"{host.id}:{seq}:{index}"
             host.stats.effects += 1
             try:
-                await self._execute_one(host, key, intent, effect)
+                await self._execute_one(host, seq, key, intent, effect)
             except EdgeAgentError as exc:
                 host.stats.effect_errors += 1
                 self._note(host, "effect_error", intent.context.trace_id, key=key, error=str(exc))
 
     async def _execute_one(
-        self, host: ReactorHost, key: str, intent: Intent, effect: Effect
+        self, host: ReactorHost, seq: int, key: str, intent: Intent, effect: Effect
     ) -> None:
         trace = intent.context.trace_id
         if isinstance(effect, Emit):
             name = resolve_name(effect.name, host.id)
-            await self._emit_room.acquire()
-            self._spawn(
-                self._emit(host, name, effect.payload, trace, key),
-                f"edgeagent[reactor:{host.id}].emit",
+            await self._hand_off(
+                host, seq, "emit", self._emit(host, name, effect.payload, trace, key)
             )
+        elif isinstance(effect, Forward) and self._peers is not None:
+            await self._hand_off(host, seq, "forward", self._forward(host, effect, trace, key))
         elif isinstance(effect, SetTimer):
             due = intent.context.at + effect.delay
             name = resolve_name(effect.name, host.id)
@@ -737,8 +761,50 @@ class ReactorRuntime:
         except IntentError as exc:
             host.stats.effect_errors += 1
             self._note(host, "emit_refused", trace, key=key, intent=name, error=str(exc))
-        finally:
-            self._emit_room.release()
+
+    async def _forward(self, host: ReactorHost, effect: Forward, trace: str, key: str) -> None:
+        assert self._peers is not None
+        try:
+            await self._peers.send(host.id, key, trace, effect)
+        except EdgeAgentError as exc:
+            host.stats.effect_errors += 1
+            self._note(host, "forward_failed", trace, key=key, to=effect.to, intent=effect.name,
+                       error=str(exc))  # fmt: skip
+
+    async def _hand_off(
+        self, host: ReactorHost, seq: int, what: str, work: Coroutine[Any, Any, None]
+    ) -> None:
+        """Run an emit or a forward in a task of its own: the reactor goes on with its next
+        intents meanwhile (an emit to its own verbs would otherwise wait for itself). Until the
+        task is done, ``effects_done`` stays below ``seq``: a restart runs the effect again,
+        under the same idempotency key."""
+        try:
+            await self._handoff_room.acquire()
+        except BaseException:
+            work.close()
+            raise
+        host.handoffs[seq] = host.handoffs.get(seq, 0) + 1
+
+        async def run() -> None:
+            try:
+                await work
+            finally:
+                self._handoff_room.release()
+            # Not reached when cancelled (the agent stopping): that effect is not done.
+            left = host.handoffs[seq] - 1
+            if left:
+                host.handoffs[seq] = left
+            else:
+                del host.handoffs[seq]
+
+        self._spawn(run(), f"edgeagent[reactor:{host.id}].{what}")
+
+    async def _mark_effects_done(self, host: ReactorHost) -> None:
+        """Advance the ``effects_done`` mark as far as finished effects allow."""
+        mark = min(host.effects_run, min(host.handoffs) - 1) if host.handoffs else host.effects_run
+        if mark > host.marked:
+            await self._journal.mark_effects_done(host.id, mark)
+            host.marked = mark
 
     # -- timers --------------------------------------------------------------------------------
     def _arm(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,50 @@ def test_another_cluster_a_frozen_or_a_dead_peer_gives_a_clear_error(
     assert text.returncode == 1
     assert "unreachable" in text.stderr
     assert "is dead" in text.stderr
+
+
+def test_a_relay_forwards_to_a_peer_and_retries_while_the_peer_is_frozen(
+    lab: Lab, tmp_path: Path
+) -> None:
+    # fa's uplink relays what it gets to fb's counter: a reactor reaching a peer (Forward).
+    sender = remote_config("fa", None)
+    sender["capabilities"] = {"implies": {"admin": ["counter:*", "uplink:*"]}}
+    sender["reactors"] = [
+        {"id": "counter", "type": "counter"},
+        {"id": "uplink", "type": "relay", "options": {"to": "counter.increment", "peer": "fb"}},
+    ]
+    agents = start_devices(
+        lab, tmp_path, {"fa": sender, "fb": remote_config("fb", ["counter:write"])}
+    )
+    wait_all_alive(agents, set(agents), timeout=20)
+    a, b = agents["fa"], agents["fb"]
+    a_id = a.info()["device_id"]
+
+    status, answer, _ = send(a, "uplink.forward", "by=4")
+    assert status == 0, answer  # journaled on fa: its forward is now fa's to carry out
+    wait_until(lambda: count(b) == 4, 10, "the forward to reach fb", interval=0.1)
+    (entry,) = journal(b)
+    assert (entry["principal"], entry["source"]) == ("peer:greenhouse", f"peer:{a_id}")
+    assert entry["trace_id"] == answer["trace_id"]  # one trace across both devices
+
+    # fb frozen: the forward gets no answer (fb is soon declared dead), is tried again with
+    # backoff, and lands once fb runs again and is back in the mesh.
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        status, answer, _ = send(a, "uplink.forward", "by=1")
+        assert status == 0, answer
+        time.sleep(6)  # longer than one request's 5 s timeout
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: count(b) == 5, 20, "the retried forward to land", interval=0.2)
+    time.sleep(1)  # any late duplicate would have arrived by now
+    entries = journal(b)
+    assert [e["payload"] for e in entries] == [{"by": 4}, {"by": 1}]  # applied once
+    tries = [
+        e for e in run_events(a) if e["kind"] == "forwarded" and e["trace_id"] == answer["trace_id"]
+    ]
+    assert len(tries) >= 2, tries
+    # fb was frozen long enough to be declared dead: the first tries were refused as such
+    assert tries[0]["code"] in ("timeout", "unreachable"), tries[0]
+    assert tries[-1]["accepted"] is True
+    assert a.call("reactors.show", {"id": "uplink"})["stats"]["effect_errors"] == 0

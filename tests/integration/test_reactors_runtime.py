@@ -16,7 +16,7 @@ from edgeagent.config.model import Overflow, ReactorConfig
 from edgeagent.errors import CapabilityDenied, IntentError, LifecycleError, PayloadError
 from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.journal import Entry, Journal
-from edgeagent.reactors.model import Effect, Intent, ReactorType, find_type
+from edgeagent.reactors.model import Effect, Forward, Intent, ReactorType, find_type
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import Ack, ReactorRuntime, RestartPolicy, Submission
 from edgeagent.reactors.schema import Field, Schema
@@ -296,3 +296,61 @@ async def test_submit_many_admits_a_batch_in_order_and_answers_each(tmp_path: Pa
         assert acks[2].deliveries[0].duplicate
         assert rt.show("counter")["reactor_state"] == {"count": 3}
         assert [r.principal for r in await journal.recent_audit(10)] == ["guest"]
+
+
+class Peers:
+    """Stands in for the mesh (``remote.ForwardEffects``): records each forward, and holds
+    them while ``gate`` is closed (a peer that has not answered yet)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str, Forward]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def send(self, reactor: str, key: str, trace_id: str, effect: Forward) -> None:
+        self.sent.append((reactor, key, trace_id, effect))
+        await self.gate.wait()
+
+
+UPLINK = ReactorConfig(
+    id="up", type="relay", options={"to": "counter.increment", "peer": "rb", "cluster": "g"}
+)
+UP_POLICY = Policy.build({}, {"cli": ["up:forward"]})
+
+
+async def test_a_relay_with_a_peer_forwards_with_the_effects_key_and_trace(tmp_path: Path) -> None:
+    peers = Peers()
+    async with runtime(tmp_path, (UPLINK,), UP_POLICY, peers=peers) as (rt, _):
+        ack = await rt.submit("up.forward", {"by": 2}, principal="cli", source="cli")
+        assert peers.sent == [
+            ("up", "up:1:0", ack.trace_id, Forward("rb", "counter.increment", {"by": 2}, "g"))
+        ]
+        assert rt.show("up")["reactor_state"] == {"forwarded": 1}
+    # Without a way to reach peers (no mesh in the runtime) it is counted, not lost silently.
+    async with runtime(tmp_path / "alone", (UPLINK,), UP_POLICY) as (rt, _):
+        await rt.submit("up.forward", {}, principal="cli", source="cli")
+        assert rt.show("up")["stats"]["effects_unsupported"] == 1
+
+
+async def test_a_forward_not_answered_before_a_restart_is_sent_again(tmp_path: Path) -> None:
+    peers = Peers()
+    peers.gate.clear()  # the peer does not answer
+    async with runtime(tmp_path, (UPLINK,), UP_POLICY, peers=peers) as (rt, journal):
+        await rt.submit("up.forward", {"n": 1}, principal="cli", source="cli")
+        # The reactor goes on while the forward waits ...
+        await rt.submit("up.forward", {"n": 2}, principal="cli", source="cli")
+        await asyncio.sleep(0.05)
+        assert [key for _, key, _, _ in peers.sent] == ["up:1:0", "up:2:0"]
+        # ... but its effects are not done: the mark stays below the first.
+        assert await journal.effects_done("up") == 0
+    # Restart (the agent stopped with both forwards unanswered): both go again, same keys.
+    peers.gate.set()
+    async with runtime(tmp_path, (UPLINK,), UP_POLICY, peers=peers) as (rt, journal):
+        await asyncio.sleep(0.05)
+        assert [key for _, key, _, _ in peers.sent] == ["up:1:0", "up:2:0"] * 2
+        assert rt.show("up")["reactor_state"] == {"forwarded": 2}
+    # Answered and stopped cleanly: marked done, nothing is sent again.
+    async with runtime(tmp_path, (UPLINK,), UP_POLICY, peers=peers) as (rt, journal):
+        await asyncio.sleep(0.05)
+        assert len(peers.sent) == 4
+        assert await journal.effects_done("up") == 2

@@ -20,6 +20,7 @@ from edgeagent.reactors.model import (
     Context,
     Effect,
     Emit,
+    Forward,
     Intent,
     ReactorType,
     SerialWrite,
@@ -267,6 +268,21 @@ def test_relay_forwards_any_object() -> None:
     assert relay.state == {"forwarded": 1}
     assert options_error("relay", {})[0] == "to"
     assert options_error("relay", {"to": "lamp..write"})[0] == "to"
+
+
+def test_relay_with_a_peer_forwards_there() -> None:
+    relay = Harness("relay", {"to": "counter.increment", "peer": "rb", "cluster": "g"})
+    assert relay.send("forward", {"by": 2}) == [Forward("rb", "counter.increment", {"by": 2}, "g")]
+    assert relay.state == {"forwarded": 1}
+    rtype = find_type("relay")
+    options = rtype.options.validate({"to": "counter.increment", "peer": "rb"})
+    assert rtype.emits(options) == []  # type: ignore[attr-defined]  # the peer's wire, not ours
+    assert rtype.forwards(options) == [("counter.increment", "rb")]  # type: ignore[attr-defined]
+    assert options_error("relay", {"to": "a.b", "cluster": "g"}) == (
+        "cluster",
+        "only means something with peer (a member to send to)",
+    )
+    assert options_error("relay", {"to": "a.b", "peer": ""})[0] == "peer"
 
 
 # -- schedule ------------------------------------------------------------------------------------

@@ -367,6 +367,20 @@ def test_render_shows_principal_intent_reactor_and_emits_as_a_tree() -> None:
     assert lines[0] == "principals"
 
 
+def test_forwards_to_a_peer_are_shown_but_not_wires_here() -> None:
+    config = wiring(
+        COUNTER,
+        reactor("up", "relay", options={"to": "counter.increment", "peer": "rb"}),
+        principals=(("cli", ("admin", "up:forward")),),
+    )
+    assert check(config) == []  # counter.increment on rb is rb's to check
+    doc = topology(config, types=types)
+    up = next(r for r in doc["reactors"] if r["id"] == "up")
+    assert (up["emits"], up["forwards"]) == ([], [{"name": "counter.increment", "to": "rb"}])
+    text = "\n".join(render_topology(doc))
+    assert "emits nothing; forwards counter.increment to rb" in text
+
+
 def test_unknown_emits_and_unknown_types_still_render() -> None:
     config = wiring(reactor("m", "mute"), reactor("x", "nosuch"), principals=(("cli", ("m:in",)),))
     doc = topology(config, types=types)

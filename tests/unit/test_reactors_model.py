@@ -23,6 +23,7 @@ from edgeagent.reactors.model import (
     Context,
     Effect,
     Emit,
+    Forward,
     Intent,
     Log,
     Publish,
@@ -118,6 +119,8 @@ def test_effect_to_json_refuses_non_json_payloads() -> None:
     [
         ({"type": "boom"}, "unknown effect type 'boom'"),
         ({"type": "emit", "payload": {}}, "has no 'name'"),
+        ({"type": "forward", "to": "", "name": "a", "payload": {}, "cluster": None}, "Forward.to"),
+        ({"type": "forward", "to": "b", "name": "a", "payload": {}, "cluster": 3}, "'cluster'"),
         ({"type": "emit", "name": "a", "payload": {}, "extra": 1}, "unknown keys: extra"),
         ({"type": "set_timer", "key": "k", "delay": "5", "name": "n", "payload": {}}, "'delay'"),
         ({"type": "publish", "topic": "t", "payload": 1, "retain": 1, "qos": 1}, "'retain'"),
@@ -147,6 +150,9 @@ JSON = st.recursive(
 PAYLOADS = st.dictionaries(st.text(max_size=4), JSON, max_size=3)
 EFFECTS: st.SearchStrategy[Effect] = st.one_of(
     st.builds(Emit, NAMES, PAYLOADS),
+    st.builds(
+        Forward, st.sampled_from(["rb", "0f3a"]), NAMES, PAYLOADS, st.none() | st.just("greenhouse")
+    ),
     st.builds(
         SetTimer,
         NAMES,

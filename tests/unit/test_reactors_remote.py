@@ -23,8 +23,10 @@ from edgeagent.mesh.service import (
     RequestTimeout,
     RequestTooLarge,
 )
+from edgeagent.reactors.model import Forward
 from edgeagent.reactors.remote import (
     PEER_METHOD,
+    ForwardEffects,
     IntentForwarder,
     RemoteIntent,
     scoped_key,
@@ -303,3 +305,73 @@ async def test_a_request_too_large_for_a_datagram_is_refused_before_sending(
     with pytest.raises(RequestTooLarge, match="does not fit one datagram"):
         await mesh.request("b1", PEER_METHOD, {"payload": {"blob": "x" * 9000}})
     assert mesh.links[0].stats.requests_sent == 0
+
+
+# -- ForwardEffects: a reactor's Forward effect, retried while the peer is away ------------------
+
+
+class ScriptedForwarder:
+    """Answers each forward with the next code of a script ("ok": accepted)."""
+
+    def __init__(self, *codes: str) -> None:
+        self.codes = list(codes)
+        self.sent: list[tuple[str, RemoteIntent, str | None]] = []
+
+    async def forward(
+        self,
+        to: str,
+        intent: RemoteIntent,
+        *,
+        cluster: str | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        self.sent.append((to, intent, cluster))
+        code = self.codes.pop(0)
+        if code == "ok":
+            return {"accepted": True, "intent": intent.name, "trace_id": intent.trace_id}
+        return {"accepted": False, "intent": intent.name, "code": code, "error": f"said {code}"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def forward_effects(forwarder: ScriptedForwarder, clock: Clock, retry_for: float = 60.0) -> Any:
+    return ForwardEffects(forwarder, retry_for=retry_for, clock=clock.time, sleep=clock.sleep)
+
+
+async def test_a_forward_effect_carries_its_key_and_trace_and_retries_while_unreachable() -> None:
+    forwarder, clock = ScriptedForwarder("unreachable", "timeout", "full", "ok"), Clock()
+    effect = Forward("rb", "counter.increment", {"by": 2}, "greenhouse")
+    await forward_effects(forwarder, clock).send("up", "up:7:0", "feedc0de", effect)
+    assert clock.slept == [0.5, 1.0, 2.0]  # backoff between tries
+    sent = {(to, cluster, i.name, json.dumps(i.payload), i.trace_id, i.idempotency_key)
+            for to, i, cluster in forwarder.sent}  # fmt: skip
+    # every try is the same request: the peer applies it once, by its key
+    assert sent == {("rb", "greenhouse", "counter.increment", '{"by": 2}', "feedc0de", "up:7:0")}
+
+
+async def test_a_forward_effect_gives_up_at_once_on_the_peers_decision() -> None:
+    forwarder, clock = ScriptedForwarder("denied"), Clock()
+    with pytest.raises(IntentError, match=r"refused \(denied, after 1 try\): said denied") as err:
+        await forward_effects(forwarder, clock).send("up", "up:1:0", "t", Forward("rb", "a.b"))
+    assert err.value.code == "denied"
+    assert clock.slept == []
+
+
+async def test_a_forward_effect_gives_up_when_the_peer_stays_away() -> None:
+    forwarder, clock = ScriptedForwarder(*["unreachable"] * 20), Clock()
+    with pytest.raises(IntentError, match=r"unreachable, after 5 tries"):
+        await forward_effects(forwarder, clock, retry_for=10).send(
+            "up", "up:1:0", "t", Forward("rb", "a.b")
+        )
+    assert clock.slept == [0.5, 1.0, 2.0, 4.0]  # the next wait would pass the 10 s
