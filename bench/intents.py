@@ -10,9 +10,14 @@ the agent runs). References, same run, same disk, same schema and pragmas: the r
 2. acknowledgement latency at half our peak, open loop (arrivals on a schedule, latency from
    the scheduled time);
 3. the same through the control socket, as ``edgeagent intent send -`` would stream them
-   (one connection, pipelined), to show what the socket and JSON add.
+   (one connection, pipelined), to show what the socket and JSON add;
+4. a restart over ``--replay`` journaled intents: how long until the runtime is up with the
+   counter's state rebuilt, from its latest snapshot (1,000 intents before the end, as the
+   default ``snapshot_every`` leaves it at worst) and, with the snapshot deleted, by replaying
+   every intent through ``handle``; beside ``bench/journal.py``'s raw SELECT + json.loads
+   fold of the same rows.
 
-Usage: .venv/bin/python bench/intents.py [--intents 50000] [--producers 256]
+Usage: .venv/bin/python bench/intents.py [--intents 50000] [--producers 256] [--replay 1000000]
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import contextlib
 import gc
 import json
 import shutil
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from common import open_loop, percentile, summary, write_result
-from journal import bench_dir, raw_latency, raw_throughput
+from journal import bench_dir, fill, raw_latency, raw_replay, raw_throughput
 
 from edgeagent.config.model import DEFAULT_REACTORS
 from edgeagent.control.server import ControlServer
@@ -151,6 +157,25 @@ async def _socket_throughput(path: Path, total: int, batch: int) -> dict[str, An
     return {"rate": requests * batch / elapsed, "seconds": elapsed, "batch": batch}
 
 
+async def _restart(path: Path, expected: int) -> float:
+    """Seconds from nothing to a running runtime whose counter has its state back."""
+    start = time.perf_counter()
+    async with runtime(path) as (_, rt):
+        ready = time.perf_counter() - start
+        count = rt.show("counter")["reactor_state"]["count"]
+    assert count == expected, (count, expected)
+    return ready
+
+
+def _restarts(path: Path, total: int) -> dict[str, Any]:
+    fill(path, total, total - 1000)
+    from_snapshot = run(_restart(path, total))
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM snapshots")
+    full = run(_restart(path, total))
+    return {"intents": total, "from_snapshot": from_snapshot, "full": full, "raw": raw_replay(path)}
+
+
 def run(coroutine: Any) -> Any:
     try:
         import uvloop  # the agent's loop when available
@@ -170,6 +195,7 @@ def main() -> None:
     parser.add_argument("--intents", type=int, default=50_000)
     parser.add_argument("--producers", type=int, default=256)
     parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--replay", type=int, default=1_000_000, help="journaled, for restarts")
     parser.add_argument("--dir", default=None, help="where the database files go")
     args = parser.parse_args()
     directory, where = bench_dir(args.dir)
@@ -206,6 +232,14 @@ def main() -> None:
             f"{batched['rate']:,.0f}/s in batches of 256 as `intent send -` sends them "
             f"({batched['rate'] / raw['rate']:.2f}x raw)"
         )
+        restart = _restarts(fresh(path), args.replay)
+        print(
+            f"restart over {args.replay:,} journaled intents: up with the counter's state in"
+            f" {restart['from_snapshot'] * 1e3:.0f} ms from the latest snapshot"
+            f" ({restart['from_snapshot'] / 5:.3f}x the 5 s target); replaying all of them"
+            f" through handle {restart['full']:.2f} s ({restart['full'] / 5:.2f}x the target,"
+            f" {restart['full'] / restart['raw']:.2f}x the raw fold's {restart['raw']:.2f} s)"
+        )
         result = {
             "where": where,
             "throughput": {"ours": ours, "raw": raw, "ratio": ours["rate"] / raw["rate"]},
@@ -217,6 +251,7 @@ def main() -> None:
             },
             "socket": {**sock, "ratio_to_raw": sock["rate"] / raw["rate"]},
             "socket_batched": {**batched, "ratio_to_raw": batched["rate"] / raw["rate"]},
+            "restart": {**restart, "target_s": 5},
         }
         print(write_result("intents", result))
     finally:

@@ -39,7 +39,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeAlias, cast
 
 from edgeagent.errors import EdgeAgentError, IntentError, PayloadError
@@ -60,7 +60,7 @@ class ReactorTypeError(EdgeAgentError):
     """A reactor type is unknown, or the entry point that should provide it is broken."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """Who sent an intent, from where, and when it was accepted (journaled with it)."""
 
@@ -71,13 +71,48 @@ class Context:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Intent:
     """A named request: ``<reactor-id>.<verb>`` or a name some reactor subscribes to."""
 
     name: str
     payload: Mapping[str, Any]
     context: Context
+
+
+# Setters of the slots in field order. Replay builds an intent per journaled one, and a frozen
+# dataclass's __init__ (object.__setattr__ by name) costs twice as much as these: 0.8 us per
+# intent, most of a second over a million. ``intent_of`` uses them.
+_CONTEXT_SLOTS = tuple(getattr(Context, f.name).__set__ for f in fields(Context))
+_INTENT_SLOTS = tuple(getattr(Intent, f.name).__set__ for f in fields(Intent))
+
+
+def intent_of(
+    name: str,
+    payload: Mapping[str, Any],
+    *,
+    principal: str,
+    trace_id: str,
+    source: str,
+    at: float,
+    idempotency_key: str | None,
+) -> Intent:
+    """``Intent(name, payload, Context(principal, trace_id, source, at, idempotency_key))``,
+    without the frozen dataclasses' __init__ (the hot path of replay and of the runtime)."""
+    new = object.__new__
+    principal_, trace_, source_, at_, key_ = _CONTEXT_SLOTS
+    context = new(Context)
+    principal_(context, principal)
+    trace_(context, trace_id)
+    source_(context, source)
+    at_(context, at)
+    key_(context, idempotency_key)
+    name_, payload_, context_ = _INTENT_SLOTS
+    intent = new(Intent)
+    name_(intent, name)
+    payload_(intent, payload)
+    context_(intent, context)
+    return intent
 
 
 # -- effects ------------------------------------------------------------------------------------

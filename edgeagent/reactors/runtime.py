@@ -58,7 +58,6 @@ from edgeagent.reactors.journal import AuditRecord, Entry, Journal, Timer
 from edgeagent.reactors.lifecycle import Command, State, takes_intents, transition
 from edgeagent.reactors.model import (
     CancelTimer,
-    Context,
     Effect,
     Emit,
     Forward,
@@ -67,6 +66,7 @@ from edgeagent.reactors.model import (
     ReactorType,
     SetTimer,
     find_type,
+    intent_of,
     resolve_name,
     state_json,
 )
@@ -418,9 +418,21 @@ class ReactorRuntime:
             if not takes_intents(host.lifecycle):
                 raise IntentError(_not_running(host))
             admitted.append((host, verb, host.rtype.verbs[verb].validate(body)))
-        context = Context(item.principal, trace, item.source, self._clock(), item.idempotency_key)
+        at = self._clock()
         return trace, [
-            self._admit(host, Intent(name, checked, context), verb)
+            self._admit(
+                host,
+                intent_of(
+                    name,
+                    checked,
+                    principal=item.principal,
+                    trace_id=trace,
+                    source=item.source,
+                    at=at,
+                    idempotency_key=item.idempotency_key,
+                ),
+                verb,
+            )
             for host, verb, checked in admitted
         ]
 
@@ -923,8 +935,15 @@ def _entry_of(reactor: str, verb: str, intent: Intent) -> Entry:
 
 def _intent_of(entry: Entry) -> Intent:
     idem = entry.idem.partition("/")[2] if entry.idem else None
-    context = Context(entry.principal, entry.trace_id, entry.source, entry.at, idem)
-    return Intent(entry.name, entry.payload, context)
+    return intent_of(
+        entry.name,
+        entry.payload,
+        principal=entry.principal,
+        trace_id=entry.trace_id,
+        source=entry.source,
+        at=entry.at,
+        idempotency_key=idem,
+    )
 
 
 def _asdict(stats: Any) -> dict[str, int]:

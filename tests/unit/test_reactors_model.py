@@ -36,6 +36,7 @@ from edgeagent.reactors.model import (
     effect_from_json,
     effect_to_json,
     find_type,
+    intent_of,
     known_type_names,
     no_such_verb,
     resolve_name,
@@ -354,3 +355,13 @@ def test_a_type_provided_twice_is_refused(plugins: list[importlib.metadata.Entry
 def test_builtin_names_win(plugins: list[importlib.metadata.EntryPoint]) -> None:
     plugins.append(point("counter", "missing_package:X"))
     assert find_type("counter") is COUNTER
+
+
+def test_intent_of_builds_what_the_dataclasses_would() -> None:
+    built = intent_of(
+        "a.b", {"v": 1}, principal="cli", trace_id="t1", source="cli", at=2.5, idempotency_key="k"
+    )
+    assert built == Intent("a.b", {"v": 1}, Context("cli", "t1", "cli", 2.5, "k"))
+    assert hash(built.context) == hash(Context("cli", "t1", "cli", 2.5, "k"))
+    with pytest.raises(AttributeError):
+        built.name = "x"  # type: ignore[misc]  # still frozen
