@@ -51,6 +51,7 @@ from edgeagent.names import AgentNames
 from edgeagent.net.coexist import other_mdns_users
 from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.journal import Entry, Journal
+from edgeagent.reactors.model import SerialWrite
 from edgeagent.reactors.remote import (
     DEFAULT_TIMEOUT,
     MAX_TIMEOUT,
@@ -65,6 +66,7 @@ from edgeagent.reactors.remote import (
 )
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime, Submission
+from edgeagent.serial.ports import SerialPorts, baudrates_of
 from edgeagent.state import RuntimeState, StateStore
 from edgeagent.systemd import Notifier, watchdog_interval
 
@@ -172,15 +174,20 @@ class Agent:
         policy = Policy.build(dict(config.capabilities.implies), dict(config.principals))
         self._forwarder = IntentForwarder(self._mesh, run_log=run_log)
         try:
+            ports = SerialPorts(baudrates_of(config.reactors))
             runtime = ReactorRuntime(
                 config.reactors,
                 policy,
                 self._journal,
                 run_log=run_log,
+                sinks={SerialWrite: ports},
                 peers=ForwardEffects(self._forwarder),
             )
         except PayloadError as exc:
             raise ConfigError([f"{self.paths.config_file}: reactors: {exc}"]) from exc
+        except ConfigError as exc:
+            raise ConfigError([f"{self.paths.config_file}: {i}" for i in exc.issues]) from exc
+        await stack.enter_async_context(ports)  # so it closes after the reactors
         self._reactors = await stack.enter_async_context(runtime)
 
     async def _compact_journal(self) -> None:

@@ -196,7 +196,7 @@ class Publish:
 
 @dataclass(frozen=True)
 class SerialWrite:
-    """Write bytes to a serial device (the serial issue carries it out)."""
+    """Write bytes to a serial device (``edgeagent.serial.ports`` carries it out)."""
 
     device: str
     data: bytes

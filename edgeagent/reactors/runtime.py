@@ -31,9 +31,9 @@ the state as it was (the intent is marked failed, and replay skips it); the reac
 within ``restart_window`` until started again.
 
 Timers are durable rows in the journal; one task fires them (a timer due while the agent was
-down fires at start). Effects the runtime cannot carry out itself (``Publish``,
-``SerialWrite``) go to a sink registered for their type; without one they are counted and
-logged, never silently dropped.
+down fires at start). Effects the runtime cannot carry out itself (``SerialWrite``: the
+agent's ``serial.ports.SerialPorts``; ``Publish``) go to a sink registered for their type;
+without one they are counted and logged, never silently dropped.
 """
 
 from __future__ import annotations

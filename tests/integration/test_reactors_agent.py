@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
+import termios
 import threading
 import time
 from pathlib import Path
@@ -249,3 +252,33 @@ def test_journal_follow_prints_intents_as_they_are_journaled(lab: Lab, tmp_path:
     assert [e["payload"] for e in later] == [{"by": 2}, {"by": 3}]
     assert [e["seq"] for e in later] == [2, 3]
     assert all(e["principal"] == "cli" and e["reactor"] == "counter" for e in later)
+
+
+def test_an_actuator_writes_to_a_serial_device(lab: Lab, tmp_path: Path) -> None:
+    # A pseudo-terminal stands in for a USB serial adapter; the agent opens its device path.
+    master, slave = os.openpty()
+    try:
+        config = reactor_config(
+            capabilities={"implies": {"admin": ["counter:*", "valve:*"]}},
+            reactors=[
+                {
+                    "id": "valve",
+                    "type": "actuator",
+                    "options": {"device": os.ttyname(slave), "baudrate": 19200},
+                }
+            ],
+        )
+        _, agent = started(lab, tmp_path, config)
+        sent = agent.cli("intent", "send", "valve.write", "data=OPEN 30")
+        assert sent.stdout.startswith("accepted valve.write (valve seq 1)")
+        # acknowledged after the write: the bytes are on the line already
+        ready, _, _ = select.select([master], [], [], 0)
+        assert ready
+        assert os.read(master, 64) == b"OPEN 30\n"
+        assert termios.tcgetattr(slave)[4] == termios.B19200
+        shown = agent.call("reactors.show", {"id": "valve"})
+        assert shown["reactor_state"] == {"writes": 1, "last": "OPEN 30"}
+        assert shown["stats"]["effect_errors"] == 0
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -2,7 +2,8 @@
 
 Verb: ``write {data: str}`` (required). Options: ``device`` (required, e.g.
 ``/dev/ttyUSB0``), ``newline`` (default true: a ``\\n`` is appended to every write, whether or
-not ``data`` already ends in one). Effect: ``SerialWrite(device, data as UTF-8)``.
+not ``data`` already ends in one), ``baudrate`` (default 115200; the agent opens the port with
+it, see ``edgeagent.serial.ports``). Effect: ``SerialWrite(device, data as UTF-8)``.
 State: ``{"writes": N, "last": data or null}``.
 """
 
@@ -27,6 +28,7 @@ class Actuator:
         (
             Field("device", "str", required=True, min=1, doc="serial device path"),
             Field("newline", "bool", default=True, doc="append \\n to every write"),
+            Field("baudrate", "int", default=115_200, min=50, max=4_000_000, doc="line speed"),
         )
     )
 

@@ -1,0 +1,1 @@
+"""Serial devices: writing reactors' ``SerialWrite`` effects (``ports``)."""

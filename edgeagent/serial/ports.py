@@ -1,0 +1,166 @@
+"""The serial ports reactors write to: the runtime's sink for ``SerialWrite`` effects.
+
+Theory of operation
+-------------------
+``SerialPorts.execute`` is called by the reactor runtime for each ``SerialWrite`` (the
+``actuator`` type returns them). A port is opened the first time it is written to, with the
+line settings the composition root gives for that device (``actuator`` options: ``baudrate``),
+and stays open; writes to one device keep their order (one lock per device) and run on a
+worker thread, since pyserial blocks. A write must finish within ``write_timeout`` seconds (a
+port held up by flow control would otherwise stall its reactor).
+
+A failure (no such device, no permission, unplugged, timed out) raises ``TransportError``
+naming the device and the cause; the runtime counts it in the reactor's ``effect_errors`` and
+notes it in the run metadata. The port is closed then and opened again on the next write, so
+a USB adapter that was replugged works again without a restart. A failed write is not
+retried: an actuator command carried out late (the valve opened an hour after it was asked
+for) can be worse than none. Like every effect it is at least once across a crash: a write
+whose intent was journaled but whose effects were not marked done runs again after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import serial
+
+from edgeagent.config.model import ReactorConfig
+from edgeagent.errors import ConfigError, TransportError
+from edgeagent.reactors.model import Effect, SerialWrite, find_type
+
+log = logging.getLogger("edgeagent.serial")
+
+DEFAULT_BAUDRATE = 115_200
+DEFAULT_WRITE_TIMEOUT = 2.0
+
+
+class SerialPorts:
+    """Open serial ports by device path; an async context manager that closes them all."""
+
+    def __init__(
+        self,
+        baudrates: Mapping[str, int] | None = None,
+        *,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+    ) -> None:
+        self._baudrates = dict(baudrates or {})
+        self._write_timeout = write_timeout
+        self._ports: dict[str, serial.Serial] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
+        self.writes = 0
+        self.bytes_written = 0
+        self.errors = 0
+
+    async def __aenter__(self) -> SerialPorts:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every open port (idempotent). Waits for writes in progress."""
+        self._closed = True
+        for device, lock in list(self._locks.items()):
+            async with lock:
+                port = self._ports.pop(device, None)
+                if port is not None:
+                    await asyncio.to_thread(_close_quietly, port)
+
+    async def execute(self, reactor: str, key: str, effect: Effect) -> None:
+        """The runtime's ``EffectSink``: write ``effect.data`` to ``effect.device``."""
+        if not isinstance(effect, SerialWrite):
+            raise TypeError(f"SerialPorts carries out SerialWrite, not {type(effect).__name__}")
+        await self.write(effect.device, effect.data)
+
+    async def write(self, device: str, data: bytes) -> None:
+        """Write ``data`` to ``device``, opening it first if needed; ``TransportError`` when
+        the device cannot be opened or the write fails or times out."""
+        if self._closed:
+            raise TransportError(f"serial {device}: the agent is stopping")
+        lock = self._locks.setdefault(device, asyncio.Lock())
+        async with lock:
+            port = self._ports.get(device)
+            try:
+                if port is None:
+                    port = await asyncio.to_thread(self._open, device)
+                    self._ports[device] = port
+                await asyncio.to_thread(_write_all, port, data)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                self.errors += 1
+                stale = self._ports.pop(device, None)
+                if stale is not None:
+                    await asyncio.to_thread(_close_quietly, stale)
+                raise TransportError(f"serial {device}: {_reason(exc)}") from exc
+        self.writes += 1
+        self.bytes_written += len(data)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "open": sorted(self._ports),
+            "writes": self.writes,
+            "bytes": self.bytes_written,
+            "errors": self.errors,
+        }
+
+    def _open(self, device: str) -> serial.Serial:
+        baudrate = self._baudrates.get(device, DEFAULT_BAUDRATE)
+        port = serial.Serial(
+            port=device, baudrate=baudrate, write_timeout=self._write_timeout, timeout=0
+        )
+        log.info("serial %s: open at %d baud", device, baudrate)
+        return port
+
+
+def baudrates_of(reactors: Sequence[ReactorConfig]) -> dict[str, int]:
+    """Device -> baudrate from the ``actuator`` reactors' options (validated by the runtime
+    before; a bad value is its error). Two actuators on one device must agree."""
+    rtype = find_type("actuator")
+    found: dict[str, tuple[int, str]] = {}
+    problems: list[str] = []
+    for reactor in reactors:
+        if reactor.type != "actuator":
+            continue
+        options = rtype.options.validate(dict(reactor.options), path="options")
+        device, baudrate = options["device"], options["baudrate"]
+        first = found.setdefault(device, (baudrate, reactor.id))
+        if first[0] != baudrate:
+            problems.append(
+                f"reactors[id={reactor.id}].options.baudrate: {baudrate} for {device}, but"
+                f" reactor {first[1]!r} opens it at {first[0]}; give both the same baudrate"
+            )
+    if problems:
+        raise ConfigError(problems)
+    return {device: baudrate for device, (baudrate, _) in found.items()}
+
+
+def _write_all(port: serial.Serial, data: bytes) -> None:
+    written = port.write(data)
+    if written is not None and written != len(data):
+        raise serial.SerialTimeoutException(f"wrote {written} of {len(data)} bytes")
+    port.flush()  # on the wire (or in the kernel's queue for it) before the intent is acked
+
+
+def _close_quietly(port: serial.Serial) -> None:
+    with contextlib.suppress(serial.SerialException, OSError):
+        port.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, serial.SerialTimeoutException):
+        return f"write timed out ({exc or 'the device did not take the data in time'})"
+    text = str(exc)
+    if isinstance(exc, serial.SerialException) and isinstance(exc.__context__, OSError):
+        # pyserial wraps the OSError: "[Errno 2] could not open port /dev/x: [Errno 2] ..."
+        text = exc.__context__.strerror or text
+    return text or type(exc).__name__
