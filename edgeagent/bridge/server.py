@@ -28,8 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
 from edgeagent.bridge.core import (
     BridgeCore,
@@ -46,6 +45,7 @@ from edgeagent.bridge.upstream import Forwarder
 from edgeagent.bridge.wire import StreamFramer, frame
 from edgeagent.config.model import DnsBridgeConfig
 from edgeagent.errors import AddressInUseError, TransportError
+from edgeagent.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ServerState(Enum):
     CLOSED = "closed"
 
 
-class BridgeServer:
+class BridgeServer(AsyncResource):
     """``async with BridgeServer(config.dns_bridge, source) as server: ...``
 
     ``config.port`` 0 picks a port free for both UDP and TCP (tests); ``server.address``
@@ -107,18 +107,6 @@ class BridgeServer:
         self._source_failing = False
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def stats(self) -> BridgeStats:

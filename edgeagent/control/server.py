@@ -16,11 +16,11 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from edgeagent.control.protocol import LineFramer, encode_error, encode_result, parse_request
 from edgeagent.errors import EdgeAgentError, ProtocolError, TransportError
+from edgeagent.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ MAX_CLIENTS = 32
 MAX_IN_FLIGHT = 1024  # requests of one connection being handled at once
 
 
-class ControlServer:
+class ControlServer(AsyncResource):
     """Serves ``handlers`` on a Unix socket at ``path`` with mode 0600 in a 0700 directory."""
 
     def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
@@ -43,18 +43,6 @@ class ControlServer:
     @property
     def path(self) -> Path:
         return self._path
-
-    async def __aenter__(self) -> ControlServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         directory = self._path.parent

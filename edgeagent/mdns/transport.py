@@ -41,7 +41,6 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from types import TracebackType
 from typing import Any, Self
 
 from edgeagent.config.model import MdnsConfig
@@ -61,6 +60,7 @@ from edgeagent.mdns.responder import (
 from edgeagent.mdns.table import RecordTable
 from edgeagent.net.interfaces import select_interfaces, watch_interfaces
 from edgeagent.net.model import InterfaceInfo
+from edgeagent.resource import AsyncResource
 
 log = logging.getLogger("edgeagent.mdns")
 
@@ -80,7 +80,7 @@ InterfaceFeed = Callable[[], AsyncIterator[list[InterfaceInfo]]]
 RenameHandler = Callable[[Renamed], None]
 
 
-class MdnsService:
+class MdnsService(AsyncResource):
     """The running mDNS responder and resolver (see the module docstring).
 
     ``interfaces_feed`` yields interface snapshots (default: ``watch_interfaces``); tests pass
@@ -148,14 +148,6 @@ class MdnsService:
             self._tasks.create_task(self._watch_interfaces(), name="edgeagent[mdns].interfaces"),
         ]
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Goodbyes first (RFC 6762 §10.1), then tasks, group memberships and sockets."""

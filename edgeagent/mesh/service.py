@@ -63,6 +63,7 @@ from edgeagent.mesh.messages import (
 )
 from edgeagent.mesh.roles import role_table
 from edgeagent.net.model import interface_selected
+from edgeagent.resource import AsyncResource
 
 log = logging.getLogger("edgeagent.mesh")
 
@@ -142,7 +143,7 @@ class _Pending:
     sent_at: float = field(default_factory=time.monotonic)
 
 
-class ClusterLink:
+class ClusterLink(AsyncResource):
     """One cluster: its socket, codec, replay guard, membership core and discovery task."""
 
     def __init__(
@@ -218,14 +219,6 @@ class ClusterLink:
                 self._tasks.create_task(self._run_timer(), name=f"edgeagent[mesh:{name}].timer")
             )
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Leave gracefully (gossiped), then stop tasks and close the socket. Idempotent."""

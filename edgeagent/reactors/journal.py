@@ -74,12 +74,12 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import aiosqlite
 
 from edgeagent.errors import JournalError
+from edgeagent.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class JournalState(enum.Enum):
     CLOSED = "closed"
 
 
-class Journal:
+class Journal(AsyncResource):
     """The SQLite journal at ``path``; see the module docstring."""
 
     def __init__(
@@ -298,14 +298,6 @@ class Journal:
         if self._state is JournalState.NEW:
             await self._open()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Finish every queued write, stop the writer, close the file. Idempotent."""

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 import serial
@@ -32,6 +31,7 @@ import serial
 from edgeagent.config.model import ReactorConfig
 from edgeagent.errors import ConfigError, TransportError
 from edgeagent.reactors.model import Effect, SerialWrite, find_type
+from edgeagent.resource import AsyncResource
 
 log = logging.getLogger("edgeagent.serial")
 
@@ -39,7 +39,7 @@ DEFAULT_BAUDRATE = 115_200
 DEFAULT_WRITE_TIMEOUT = 2.0
 
 
-class SerialPorts:
+class SerialPorts(AsyncResource):
     """Open serial ports by device path; an async context manager that closes them all."""
 
     def __init__(
@@ -56,17 +56,6 @@ class SerialPorts:
         self.writes = 0
         self.bytes_written = 0
         self.errors = 0
-
-    async def __aenter__(self) -> SerialPorts:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close every open port (idempotent). Waits for writes in progress."""
