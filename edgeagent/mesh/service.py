@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from types import TracebackType
 from typing import Any, Self
 
 from edgeagent.config.model import ClusterConfig, MeshConfig
@@ -548,7 +547,7 @@ class _LinkProtocol(asyncio.DatagramProtocol):
         self._link.stats.send_errors += 1
 
 
-class MeshService:
+class MeshService(AsyncResource):
     """Every configured cluster, entered and closed together; the view the agent shows."""
 
     def __init__(
@@ -585,7 +584,7 @@ class MeshService:
     def _record(self, cluster: str, event: MemberEvent) -> None:
         self.events.append((cluster, event))
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         await self._stack.__aenter__()
         try:
             for link in self.links:
@@ -593,14 +592,9 @@ class MeshService:
         except BaseException:
             await self._stack.aclose()
             raise
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Close every link (each leaves its cluster first), in reverse order. Idempotent."""
         await self._stack.aclose()
 
     def link(self, cluster: str | None) -> ClusterLink:
