@@ -66,7 +66,7 @@ from edgeagent.reactors.remote import (
 )
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime, Submission
-from edgeagent.serial.ports import SerialPorts, baudrates_of
+from edgeagent.serial.ports import SerialPorts, line_settings
 from edgeagent.state import RuntimeState, StateStore
 from edgeagent.systemd import Notifier, watchdog_interval
 
@@ -174,7 +174,7 @@ class Agent:
         policy = Policy.build(dict(config.capabilities.implies), dict(config.principals))
         self._forwarder = IntentForwarder(self._mesh, run_log=run_log)
         try:
-            ports = SerialPorts(baudrates_of(config.reactors))
+            ports = SerialPorts(line_settings(config))
             runtime = ReactorRuntime(
                 config.reactors,
                 policy,

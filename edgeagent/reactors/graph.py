@@ -36,6 +36,7 @@ Paths name config keys as ``reactors[id=beat].options.emit`` and ``principals.cl
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,9 +50,12 @@ from edgeagent.reactors.model import (
     ReactorTypeError,
     check_intent_name,
     find_type,
+    merge_devices,
     resolve_name,
 )
 from edgeagent.reactors.schema import did_you_mean
+
+log = logging.getLogger("edgeagent.reactors")
 
 Severity = Literal["error", "warning", "info"]
 TypeLookup = Callable[[str], ReactorType]
@@ -69,6 +73,8 @@ CODES: Mapping[str, tuple[str, str]] = {
                                "that is reached emits to it and it is not started at boot"),
     "cycle": ("error", "reactors emit to each other in a loop; a warning when a mailbox on it "
                        "is drop-oldest or reject (it loses intents instead of deadlocking)"),
+    "device-conflict": ("error", "reactors write to one serial device with different line "
+                                 "settings (the agent refuses to start)"),
 }  # fmt: skip
 
 
@@ -304,6 +310,7 @@ def check_graph(config: Config, types: TypeLookup = find_type) -> list[Diagnosti
         found.extend(_emission_problems(graph, node))
         found.extend(_unholdable(graph, node))
     found.extend(_unreachable(graph))
+    found.extend(_device_conflicts(graph))
     found.extend(_cycles(graph))
     order = {node.path: node.index for node in graph.reactors.values()}
     # Stable: keeps the order found within a reactor; loops come last.
@@ -473,6 +480,31 @@ def _reactor_doc(graph: WiringGraph, node: ReactorNode) -> dict[str, Any]:
         "mailbox": {"size": node.config.mailbox, "overflow": node.config.overflow},
         "starts_at_boot": node.starts_at_boot,
     }
+
+
+def _device_conflicts(graph: WiringGraph) -> list[Diagnostic]:
+    _, conflicts = merge_devices(device_claims(graph.reactors.values()))
+    return [
+        Diagnostic("device-conflict", "error", message, reactor_path(reactor))
+        for reactor, message in conflicts
+    ]
+
+
+def device_claims(
+    nodes: Iterable[ReactorNode],
+) -> list[tuple[str, Mapping[str, Mapping[str, Any]]]]:
+    """(reactor id, devices) of enabled reactors whose type has ``devices`` (see
+    ``model.ReactorType``); a type whose ``devices`` fails claims nothing."""
+    claims: list[tuple[str, Mapping[str, Mapping[str, Any]]]] = []
+    for node in nodes:
+        method = getattr(node.rtype, "devices", None)
+        if node.options is None or not node.config.enabled or not callable(method):
+            continue
+        try:
+            claims.append((node.id, dict(method(node.options))))
+        except Exception:  # arbitrary third-party code: go on without its claim, but say so
+            log.warning("%s: devices() of its type failed", node.path, exc_info=True)
+    return claims
 
 
 def _forwards(node: ReactorNode) -> list[dict[str, str]]:

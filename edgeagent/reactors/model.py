@@ -38,7 +38,7 @@ import importlib.metadata
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeAlias, cast
 
@@ -246,6 +246,14 @@ class ReactorType(Protocol):
 
     (intent name, peer) pairs it sends to other devices, which ``explain`` shows; they are
     not checked here (the peer checks them with its own grants).
+
+    And, for a type that writes to serial devices (``SerialWrite``)::
+
+        def devices(self, options: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]: ...
+
+    Device path -> line settings (``{"baudrate": 9600}``) the agent opens it with. Reactors
+    sharing a device must agree on them (``merge_devices``; ``check`` reports
+    ``device-conflict``).
     """
 
     @property
@@ -397,6 +405,37 @@ def effect_from_json(data: Mapping[str, Any]) -> Effect:
         raise ValueError(f"effect {dict(data)!r}: {exc}") from exc
     reader.check_all_read()
     return effect
+
+
+# -- devices -------------------------------------------------------------------------------------
+
+
+def merge_devices(
+    claims: Iterable[tuple[str, Mapping[str, Mapping[str, Any]]]],
+) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
+    """Line settings per device from (reactor id, ``devices(options)``) in config order.
+
+    Returns the settings (the first reactor's for each device) and the conflicts as
+    (reactor id, message) for each later reactor that wants other settings.
+    """
+    settings: dict[str, dict[str, Any]] = {}
+    first: dict[str, str] = {}
+    conflicts: list[tuple[str, str]] = []
+    for reactor, devices in claims:
+        for device, wanted in devices.items():
+            had = settings.setdefault(device, dict(wanted))
+            owner = first.setdefault(device, reactor)
+            if had != dict(wanted):
+                differs = ", ".join(
+                    f"{key} {wanted.get(key)!r} (reactor {owner!r}: {had.get(key)!r})"
+                    for key in sorted(set(had) | set(wanted))
+                    if had.get(key) != wanted.get(key)
+                )
+                conflicts.append(
+                    (reactor, f"{device} is opened with other settings here: {differs}; "
+                              "give every reactor on a device the same line settings")
+                )  # fmt: skip
+    return settings, conflicts
 
 
 # -- registry ------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 ``SerialPorts.execute`` is called by the reactor runtime for each ``SerialWrite`` (the
 ``actuator`` type returns them). A port is opened the first time it is written to, with the
-line settings the composition root gives for that device (``actuator`` options: ``baudrate``),
+line settings the reactors using it declare (``line_settings``: an actuator's ``baudrate``),
 and stays open; writes to one device keep their order (one lock per device) and run on a
 worker thread, since pyserial blocks. A write must finish within ``write_timeout`` seconds (a
 port held up by flow control would otherwise stall its reactor).
@@ -23,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import serial
 
-from edgeagent.config.model import ReactorConfig
+from edgeagent.config.model import Config
 from edgeagent.errors import ConfigError, TransportError
-from edgeagent.reactors.model import Effect, SerialWrite, find_type
+from edgeagent.reactors.graph import build_graph, device_claims, reactor_path
+from edgeagent.reactors.model import Effect, SerialWrite, merge_devices
 from edgeagent.resource import AsyncResource
 
 log = logging.getLogger("edgeagent.serial")
@@ -44,11 +45,11 @@ class SerialPorts(AsyncResource):
 
     def __init__(
         self,
-        baudrates: Mapping[str, int] | None = None,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
     ) -> None:
-        self._baudrates = dict(baudrates or {})
+        self._settings = {device: dict(wanted) for device, wanted in (settings or {}).items()}
         self._write_timeout = write_timeout
         self._ports: dict[str, serial.Serial] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -103,7 +104,7 @@ class SerialPorts(AsyncResource):
         }
 
     def _open(self, device: str) -> serial.Serial:
-        baudrate = self._baudrates.get(device, DEFAULT_BAUDRATE)
+        baudrate = int(self._settings.get(device, {}).get("baudrate", DEFAULT_BAUDRATE))
         port = serial.Serial(
             port=device, baudrate=baudrate, write_timeout=self._write_timeout, timeout=0
         )
@@ -111,26 +112,15 @@ class SerialPorts(AsyncResource):
         return port
 
 
-def baudrates_of(reactors: Sequence[ReactorConfig]) -> dict[str, int]:
-    """Device -> baudrate from the ``actuator`` reactors' options (validated by the runtime
-    before; a bad value is its error). Two actuators on one device must agree."""
-    rtype = find_type("actuator")
-    found: dict[str, tuple[int, str]] = {}
-    problems: list[str] = []
-    for reactor in reactors:
-        if reactor.type != "actuator":
-            continue
-        options = rtype.options.validate(dict(reactor.options), path="options")
-        device, baudrate = options["device"], options["baudrate"]
-        first = found.setdefault(device, (baudrate, reactor.id))
-        if first[0] != baudrate:
-            problems.append(
-                f"reactors[id={reactor.id}].options.baudrate: {baudrate} for {device}, but"
-                f" reactor {first[1]!r} opens it at {first[0]}; give both the same baudrate"
-            )
-    if problems:
-        raise ConfigError(problems)
-    return {device: baudrate for device, (baudrate, _) in found.items()}
+def line_settings(config: Config) -> dict[str, dict[str, Any]]:
+    """Device -> line settings from the reactors that write to serial devices (the type's
+    ``devices``: an actuator's ``baudrate``). ``ConfigError`` when two disagree on one
+    device, as ``edgeagent check`` reports it (``device-conflict``)."""
+    graph = build_graph(config)
+    settings, conflicts = merge_devices(device_claims(graph.reactors.values()))
+    if conflicts:
+        raise ConfigError([f"{reactor_path(reactor)}: {message}" for reactor, message in conflicts])
+    return settings
 
 
 def _write_all(port: serial.Serial, data: bytes) -> None:

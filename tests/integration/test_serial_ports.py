@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -14,14 +15,20 @@ from pathlib import Path
 
 import pytest
 
+from edgeagent.config.loader import load_config
 from edgeagent.config.model import ReactorConfig
 from edgeagent.errors import ConfigError, TransportError
+from edgeagent.identity import DeviceIdentity
 from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.journal import Journal
 from edgeagent.reactors.model import SerialWrite
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
-from edgeagent.serial.ports import SerialPorts, baudrates_of
+from edgeagent.serial.ports import SerialPorts, line_settings
+
+BASE = load_config(
+    None, identity=DeviceIdentity("10000000abcd2e6d"), env={}, resolv_conf=Path("/nonexistent")
+)
 
 
 class Pty:
@@ -54,7 +61,7 @@ def pty() -> Iterator[Pty]:
 
 
 async def test_writes_reach_the_device_in_order_at_the_configured_speed(pty: Pty) -> None:
-    async with SerialPorts({pty.path: 9600}) as ports:
+    async with SerialPorts({pty.path: {"baudrate": 9600}}) as ports:
         await asyncio.gather(*(ports.write(pty.path, f"{n};".encode()) for n in range(50)))
         expected = "".join(f"{n};" for n in range(50)).encode()
         assert await asyncio.to_thread(pty.read, len(expected)) == expected
@@ -99,9 +106,11 @@ def test_two_actuators_on_one_device_must_agree_on_its_speed() -> None:
         options = {"device": "/dev/ttyUSB0", "baudrate": baudrate}
         return ReactorConfig(id=ident, type="actuator", options=options)
 
-    assert baudrates_of([actuator("a", 9600), actuator("b", 9600)]) == {"/dev/ttyUSB0": 9600}
-    with pytest.raises(ConfigError, match=r"reactors\[id=b\]\.options\.baudrate: 19200 for"):
-        baudrates_of([actuator("a", 9600), actuator("b", 19200)])
+    agreeing = dataclasses.replace(BASE, reactors=(actuator("a", 9600), actuator("b", 9600)))
+    assert line_settings(agreeing) == {"/dev/ttyUSB0": {"baudrate": 9600}}
+    clashing = dataclasses.replace(BASE, reactors=(actuator("a", 9600), actuator("b", 19200)))
+    with pytest.raises(ConfigError, match=r"reactors\[id=b\]: /dev/ttyUSB0 is opened with"):
+        line_settings(clashing)
 
 
 async def test_an_actuator_intent_is_written_to_the_line_and_a_failure_counted(
@@ -115,7 +124,7 @@ async def test_an_actuator_intent_is_written_to_the_line_and_a_failure_counted(
     run_log = RunLog(tmp_path / "runs")
     async with (
         Journal(tmp_path / "journal.sqlite3") as journal,
-        SerialPorts(baudrates_of(reactors)) as ports,
+        SerialPorts(line_settings(dataclasses.replace(BASE, reactors=reactors))) as ports,
         ReactorRuntime(
             reactors, policy, journal, run_log=run_log, sinks={SerialWrite: ports}
         ) as rt,

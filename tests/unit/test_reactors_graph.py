@@ -308,9 +308,11 @@ def test_a_type_without_emits_is_an_info_and_a_failing_one_a_warning() -> None:
 def test_every_code_is_documented_with_a_severity() -> None:
     assert set(CODES) >= {
         "unknown-type", "bad-options", "unknown-verb", "unknown-intent", "unholdable",
-        "unreachable", "emit-denied", "cycle", "emits-unknown",
+        "unreachable", "emit-denied", "cycle", "emits-unknown", "device-conflict",
     }  # fmt: skip
     assert all(severity in ("error", "warning", "info") for severity, _ in CODES.values())
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "reactors.md").read_text()
+    assert [code for code in CODES if f"| `{code}` | {CODES[code][0]}" not in docs] == []
 
 
 def test_diagnostic_line_format() -> None:
@@ -379,6 +381,30 @@ def test_forwards_to_a_peer_are_shown_but_not_wires_here() -> None:
     assert (up["emits"], up["forwards"]) == ([], [{"name": "counter.increment", "to": "rb"}])
     text = "\n".join(render_topology(doc))
     assert "emits nothing; forwards counter.increment to rb" in text
+
+
+def test_actuators_sharing_a_device_must_agree_on_its_line_settings() -> None:
+    def actuator(ident: str, device: str, baudrate: int, **fields: Any) -> ReactorConfig:
+        options = {"device": device, "baudrate": baudrate}
+        return reactor(ident, "actuator", options=options, **fields)
+
+    grants = (("cli", ("admin", "a:write", "b:write", "c:write", "d:write")),)
+    same = wiring(actuator("a", "/dev/ttyS0", 9600), actuator("b", "/dev/ttyS0", 9600),
+                  principals=grants)  # fmt: skip
+    assert check(same) == []
+    clash = wiring(
+        actuator("a", "/dev/ttyS0", 9600),
+        actuator("b", "/dev/ttyS1", 19200),
+        actuator("c", "/dev/ttyS0", 19200),
+        actuator("d", "/dev/ttyS0", 115200, enabled=False),  # not started: opens nothing
+        principals=grants,
+    )
+    (conflict,) = only(check(clash), "device-conflict")
+    assert conflict.format() == (
+        "error[device-conflict] reactors[id=c]: /dev/ttyS0 is opened with other settings here:"
+        " baudrate 19200 (reactor 'a': 9600); give every reactor on a device the same line"
+        " settings"
+    )
 
 
 def test_unknown_emits_and_unknown_types_still_render() -> None:

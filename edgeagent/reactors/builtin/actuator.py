@@ -38,6 +38,9 @@ class Actuator:
     def emits(self, options: Mapping[str, Any]) -> list[str]:
         return []  # its effect is a serial write, not an intent
 
+    def devices(self, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        return {options["device"]: {"baudrate": options["baudrate"]}}
+
     def handle(
         self, state: State, verb: str, intent: Intent, options: Mapping[str, Any]
     ) -> tuple[State, list[Effect]]:
