@@ -41,13 +41,14 @@ file directly) cannot see that event and falls back to polling every ``poll`` se
 
 Size. ``compact(max_bytes=...)`` deletes intents that are no longer needed, oldest first:
 a row of reactor R may go when its seq is at or below both R's latest snapshot (replay starts
-after it) and R's ``effects_done`` mark (its effects will not be run again). It keeps only the
-newest ``audit_keep`` audit records. Deleting rows only frees pages *inside* the file; what
-shrinks the file itself is ``PRAGMA incremental_vacuum`` (the file is created with
-``auto_vacuum=INCREMENTAL``, which moves free pages to the end and truncates them) followed by
-``PRAGMA wal_checkpoint(TRUNCATE)``, which copies the log into the database and cuts the
-``-wal`` file to zero bytes. ``journal_size_limit`` also keeps the log from staying large after
-ordinary checkpoints.
+after it) and R's marks (its effects will not be run again: ``effects_done`` for what the
+runtime carries out itself, ``handoffs_done`` for the emits and forwards it hands to
+tasks). It keeps only the newest ``audit_keep`` audit records. Deleting rows only frees pages
+*inside* the file; what shrinks the file itself is ``PRAGMA incremental_vacuum`` (the file is
+created with ``auto_vacuum=INCREMENTAL``, which moves free pages to the end and truncates
+them) followed by ``PRAGMA wal_checkpoint(TRUNCATE)``, which copies the log into the database
+and cuts the ``-wal`` file to zero bytes. ``journal_size_limit`` also keeps the log from
+staying large after ordinary checkpoints.
 
 Errors. Every SQLite error is translated into ``JournalError`` at this boundary, with the file
 in the message and the original as ``__cause__``. A file written by a newer edgeagent (its
@@ -74,7 +75,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import aiosqlite
 
@@ -83,7 +84,8 @@ from edgeagent.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: marks.handoffs_done (a version 1 file is migrated when opened for writing).
+SCHEMA_VERSION = 2
 DEFAULT_MAX_BATCH = 4096
 REPLAY_BATCH = 5000
 DEFAULT_AUDIT_KEEP = 10_000
@@ -139,7 +141,8 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE TABLE IF NOT EXISTS marks (
     reactor TEXT PRIMARY KEY,
-    effects_done INTEGER NOT NULL
+    effects_done INTEGER NOT NULL,
+    handoffs_done INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS failed (
     seq INTEGER PRIMARY KEY,
@@ -200,6 +203,13 @@ class Entry:
 
 # Setters of Entry's slots in field order, for building entries without __init__ (replay).
 _ENTRY_SLOTS = tuple(getattr(Entry, field.name).__set__ for field in fields(Entry))
+
+
+class Marks(NamedTuple):
+    """How far a reactor's effects are known to have run (``Journal.marks``)."""
+
+    effects: int  # every effect the runtime carries out itself, up to this seq
+    handoffs: int  # every emit and forward handed to a task has finished, up to this seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +283,7 @@ class Journal(AsyncResource):
         self._kind_ids: dict[_Kind, int] = {}  # the kinds table, both ways
         self._kinds: dict[int, _Kind] = {}
         self._committed_seq = 0
+        self._version = SCHEMA_VERSION  # of the file, once open
         self._committed = asyncio.Event()  # replaced (after being set) by every commit
         self._closed = asyncio.Event()
         self._appended = 0
@@ -393,15 +404,20 @@ class Journal(AsyncResource):
             _Write("DELETE FROM timers WHERE reactor = ? AND key = ?", (reactor, key))
         )
 
-    async def mark_effects_done(self, reactor: str, seq: int) -> None:
-        """The effects of ``reactor``'s intents up to ``seq`` have run (never moves back)."""
+    async def mark_effects_done(
+        self, reactor: str, seq: int, *, handoffs: int | None = None
+    ) -> None:
+        """The effects of ``reactor``'s intents up to ``seq`` have run, and its handed-off
+        effects (emits, forwards) up to ``handoffs`` (default ``seq``). Marks never move
+        back."""
         self._check_writable()
         await self._submit(
             _Write(
-                "INSERT INTO marks (reactor, effects_done) VALUES (?, ?)"
+                "INSERT INTO marks (reactor, effects_done, handoffs_done) VALUES (?, ?, ?)"
                 " ON CONFLICT (reactor) DO UPDATE SET"
-                " effects_done = max(effects_done, excluded.effects_done)",
-                (reactor, seq),
+                " effects_done = max(effects_done, excluded.effects_done),"
+                " handoffs_done = max(handoffs_done, excluded.handoffs_done)",
+                (reactor, seq, seq if handoffs is None else handoffs),
             )
         )
 
@@ -507,11 +523,18 @@ class Journal(AsyncResource):
         ]
 
     async def effects_done(self, reactor: str) -> int:
-        """The seq up to which ``reactor``'s effects have run (0 when never marked)."""
+        """The seq up to which all of ``reactor``'s effects have run (0 when never marked)."""
+        return min(await self.marks(reactor))
+
+    async def marks(self, reactor: str) -> Marks:
+        """``reactor``'s marks: effects run, and handed-off effects finished, up to which seq."""
+        column = "handoffs_done" if self._version >= 2 else "effects_done"
         rows = await self._read(
-            "SELECT effects_done FROM marks WHERE reactor = ?", (reactor,), "read marks"
+            f"SELECT effects_done, {column} FROM marks WHERE reactor = ?",  # noqa: S608
+            (reactor,),
+            "read marks",
         )
-        return int(rows[0][0]) if rows else 0
+        return Marks(int(rows[0][0]), int(rows[0][1])) if rows else Marks(0, 0)
 
     async def failed_seqs(self, reactor: str) -> set[int]:
         """Seqs of ``reactor``'s intents whose handling failed."""
@@ -588,7 +611,8 @@ class Journal(AsyncResource):
             self._reader = await aiosqlite.connect(uri, uri=True)
             await self._reader.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         version = await self._read("PRAGMA user_version", (), "read the schema version")
-        self._check_version(int(version[0][0]))
+        self._version = int(version[0][0])
+        self._check_version(self._version)
         if self.readonly:
             # The reader only serves as a writer elsewhere allows; seqs come from the file.
             high = await self._read(
@@ -619,6 +643,13 @@ class Journal(AsyncResource):
             await connection.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
             if version == 0:
                 await connection.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+            elif version == 1:
+                # Version 1 handed emits on without waiting: its one mark covered them too.
+                await connection.executescript(
+                    "BEGIN; ALTER TABLE marks ADD COLUMN handoffs_done INTEGER NOT NULL DEFAULT 0;"
+                    " UPDATE marks SET handoffs_done = effects_done; PRAGMA user_version = 2;"
+                    " COMMIT;"
+                )
             high = await connection.execute_fetchall(
                 "SELECT coalesce((SELECT max(seq) FROM intents), 0),"
                 " coalesce((SELECT max(seq) FROM snapshots), 0)"
@@ -819,7 +850,8 @@ class Journal(AsyncResource):
         removed += max(cursor.rowcount, 0)
         # Failed marks of rows that replay will never reach again are dead weight.
         cursor = await connection.execute(
-            "DELETE FROM failed WHERE seq <= (SELECT min(s.seq, coalesce(m.effects_done, 0))"
+            "DELETE FROM failed WHERE seq <= (SELECT min(s.seq, coalesce(m.effects_done, 0),"
+            " coalesce(m.handoffs_done, 0))"
             " FROM snapshots s LEFT JOIN marks m ON m.reactor = s.reactor"
             " WHERE s.reactor = failed.reactor)"
         )
@@ -830,7 +862,8 @@ class Journal(AsyncResource):
                 "DELETE FROM intents WHERE seq IN (SELECT i.seq FROM intents i"
                 " JOIN snapshots s ON s.reactor = i.reactor"
                 " LEFT JOIN marks m ON m.reactor = i.reactor"
-                " WHERE i.seq <= min(s.seq, coalesce(m.effects_done, 0))"
+                " WHERE i.seq <= min(s.seq, coalesce(m.effects_done, 0),"
+                " coalesce(m.handoffs_done, 0))"
                 " ORDER BY i.seq LIMIT ?)",
                 (_COMPACT_CHUNK,),
             )

@@ -21,14 +21,14 @@ MQTT, a peer, a reactor's ``Emit``, a timer). In order:
 
 State is only ever changed by journaled intents, applied in seq order, so replay rebuilds it:
 on start each reactor loads its latest snapshot and replays the journal after it. Effects run
-at least once: those of intents after the reactor's ``effects_done`` mark run again after a
+at least once: those of intents after the reactor's marks (``Journal.marks``) run again after a
 restart, each with the idempotency key ``<reactor>:<seq>:<n>`` (an ``Emit`` carries it into
 the journal, which keeps one entry per key; a ``Forward`` carries it to the peer's). Emits
-and forwards run in tasks of their own so the reactor goes on meanwhile; the mark stays
-below an intent until its handed-off effects have finished. A ``handle`` that raises leaves
-the state as it was (the intent is marked failed, and replay skips it); the reactor then goes
-``failed`` and is restarted with backoff, or stays failed after ``max_restarts`` crashes
-within ``restart_window`` until started again.
+and forwards run in tasks of their own so the reactor goes on meanwhile; they have their own
+mark (``handoffs_done``), held below an intent until they have finished. A ``handle`` that
+raises leaves the state as it was (the intent is marked failed, and replay skips it); the
+reactor then goes ``failed`` and is restarted with backoff, or stays failed after
+``max_restarts`` crashes within ``restart_window`` until started again.
 
 Timers are durable rows in the journal; one task fires them (a timer due while the agent was
 down fires at start). Effects the runtime cannot carry out itself (``SerialWrite``: the
@@ -46,7 +46,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -54,7 +54,7 @@ from typing import Any, Protocol
 from edgeagent.config.model import ReactorConfig
 from edgeagent.errors import CapabilityDenied, EdgeAgentError, IntentError, LifecycleError
 from edgeagent.reactors.capabilities import Policy
-from edgeagent.reactors.journal import AuditRecord, Entry, Journal, Timer
+from edgeagent.reactors.journal import AuditRecord, Entry, Journal, Marks, Timer
 from edgeagent.reactors.lifecycle import Command, State, takes_intents, transition
 from edgeagent.reactors.model import (
     CancelTimer,
@@ -221,13 +221,13 @@ class ReactorHost:
         # length is bounded by the senders themselves, each waiting on one intent.
         self.blocked: deque[_Pending] = deque()
         self.task: asyncio.Task[None] | None = None
-        # (seq, intent, effects) replayed past the effects_done mark: to run again
-        self.unconfirmed: list[tuple[int, Intent, list[Effect]]] = []
+        # (seq, intent, [(index, effect)]) replayed past the marks: to run again
+        self.unconfirmed: list[tuple[int, Intent, list[tuple[int, Effect]]]] = []
         # seq -> effects of that intent handed to a task (emits, forwards) not finished yet.
-        # The effects_done mark stays below the lowest of them.
+        # The handoffs_done mark stays below the lowest of them.
         self.handoffs: dict[int, int] = {}
         self.effects_run = 0  # every effect up to this seq has run or been handed off
-        self.marked = 0  # the effects_done mark as last written
+        self.marked = Marks(0, 0)  # as last written
 
     @property
     def id(self) -> str:
@@ -557,8 +557,13 @@ class ReactorRuntime:
         if snapshot is not None:
             seq, state = snapshot
         failed = await self._journal.failed_seqs(host.id)
-        done = await self._journal.effects_done(host.id)
-        host.marked = max(host.marked, done)
+        marks = await self._journal.marks(host.id)
+        host.marked = Marks(max(host.marked.effects, marks.effects),
+                            max(host.marked.handoffs, marks.handoffs))  # fmt: skip
+        # What this process already ran (or handed off) is not run again when a crashed
+        # handler makes the reactor recover; the marks cover what an earlier process ran.
+        done = max(marks.effects, host.effects_run)
+        handed = max(marks.handoffs, host.effects_run)
         async for batch in self._journal.replay(host.id, seq):
             for entry in batch:
                 seq = entry.seq
@@ -570,14 +575,19 @@ class ReactorRuntime:
                 except Exception as exc:  # it failed live too; we died before marking it
                     log.debug("replay of %s seq %d failed again: %r", host.id, entry.seq, exc)
                     continue
-                if effects and entry.seq > done:
-                    host.unconfirmed.append((entry.seq, intent, effects))
+                if effects and entry.seq > min(done, handed):
+                    again = [
+                        (index, effect)
+                        for index, effect in enumerate(effects)
+                        if entry.seq > (handed if _handed_off(effect) else done)
+                    ]
+                    if again:
+                        host.unconfirmed.append((entry.seq, intent, again))
         host.state, host.seq = state, seq
-        host.effects_run = host.unconfirmed[0][0] - 1 if host.unconfirmed else seq
         host.since_snapshot = 0
 
     async def _execute_replayed(self, host: ReactorHost) -> None:
-        """At-least-once: effects of intents after the ``effects_done`` mark run again."""
+        """At-least-once: effects of intents after the marks run again."""
         work, host.unconfirmed = host.unconfirmed, []
         for seq, intent, effects in work:
             await self._execute(host, seq, intent, effects)
@@ -671,7 +681,7 @@ class ReactorRuntime:
         # An intent with effects is acknowledged once they have been carried out (or handed
         # on): when `intent send` returns, a timer it set is armed, durably.
         for pending, seq, effects in work:
-            await self._execute(host, seq, pending.intent, effects)
+            await self._execute(host, seq, pending.intent, enumerate(effects))
             _resolve(pending, Delivery(host.id, seq))
         host.effects_run = host.seq
         if work:
@@ -711,9 +721,10 @@ class ReactorRuntime:
 
     # -- effects -------------------------------------------------------------------------------
     async def _execute(
-        self, host: ReactorHost, seq: int, intent: Intent, effects: list[Effect]
+        self, host: ReactorHost, seq: int, intent: Intent, effects: Iterable[tuple[int, Effect]]
     ) -> None:
-        for index, effect in enumerate(effects):
+        """Carry out ``effects``, each (its index in what ``handle`` returned, the effect)."""
+        for index, effect in effects:
             key = f"{host.id}:{seq}:{index}"
             host.stats.effects += 1
             try:
@@ -788,7 +799,7 @@ class ReactorRuntime:
     ) -> None:
         """Run an emit or a forward in a task of its own: the reactor goes on with its next
         intents meanwhile (an emit to its own verbs would otherwise wait for itself). Until the
-        task is done, ``effects_done`` stays below ``seq``: a restart runs the effect again,
+        task is done, ``handoffs_done`` stays below ``seq``: a restart runs the effect again,
         under the same idempotency key."""
         try:
             await self._handoff_room.acquire()
@@ -812,11 +823,14 @@ class ReactorRuntime:
         self._spawn(run(), f"edgeagent[reactor:{host.id}].{what}")
 
     async def _mark_effects_done(self, host: ReactorHost) -> None:
-        """Advance the ``effects_done`` mark as far as finished effects allow."""
-        mark = min(host.effects_run, min(host.handoffs) - 1) if host.handoffs else host.effects_run
-        if mark > host.marked:
-            await self._journal.mark_effects_done(host.id, mark)
-            host.marked = mark
+        """Advance the marks as far as finished effects allow. They are separate so that a
+        forward retrying for a minute holds back only the re-run of emits and forwards (which
+        their keys make harmless), not of serial writes and timers."""
+        ran = host.effects_run
+        handed = min(ran, min(host.handoffs) - 1) if host.handoffs else ran
+        if ran > host.marked.effects or handed > host.marked.handoffs:
+            await self._journal.mark_effects_done(host.id, ran, handoffs=handed)
+            host.marked = Marks(max(ran, host.marked.effects), max(handed, host.marked.handoffs))
 
     # -- timers --------------------------------------------------------------------------------
     def _arm(
@@ -931,6 +945,11 @@ def _entry_of(reactor: str, verb: str, intent: Intent) -> Entry:
         trace_id=context.trace_id,
         idem=None if context.idempotency_key is None else f"{reactor}/{context.idempotency_key}",
     )
+
+
+def _handed_off(effect: Effect) -> bool:
+    """Run in a task of its own, and covered by the ``handoffs_done`` mark."""
+    return isinstance(effect, Emit | Forward)
 
 
 def _intent_of(entry: Entry) -> Intent:

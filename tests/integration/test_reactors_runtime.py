@@ -15,8 +15,15 @@ import pytest
 from edgeagent.config.model import Overflow, ReactorConfig
 from edgeagent.errors import CapabilityDenied, IntentError, LifecycleError, PayloadError
 from edgeagent.reactors.capabilities import Policy
-from edgeagent.reactors.journal import Entry, Journal
-from edgeagent.reactors.model import Effect, Forward, Intent, ReactorType, find_type
+from edgeagent.reactors.journal import Entry, Journal, Marks
+from edgeagent.reactors.model import (
+    Effect,
+    Forward,
+    Intent,
+    ReactorType,
+    SerialWrite,
+    find_type,
+)
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import Ack, ReactorRuntime, RestartPolicy, Submission
 from edgeagent.reactors.schema import Field, Schema
@@ -51,7 +58,8 @@ class Fragile:
 
 
 def types(name: str) -> ReactorType:
-    return Fragile() if name == "fragile" else find_type(name)
+    tests: dict[str, ReactorType] = {"fragile": Fragile(), "beacon": Beacon()}
+    return tests[name] if name in tests else find_type(name)
 
 
 class GatedJournal(Journal):
@@ -354,3 +362,67 @@ async def test_a_forward_not_answered_before_a_restart_is_sent_again(tmp_path: P
         await asyncio.sleep(0.05)
         assert len(peers.sent) == 4
         assert await journal.effects_done("up") == 2
+
+
+class Beacon:
+    """A test type whose ``ping`` forwards to a peer and writes a serial line (a sync effect),
+    and whose ``boom`` raises: the two marks, and what a crash runs again."""
+
+    name = "beacon"
+    verbs: Mapping[str, Schema] = {"ping": Schema((Field("n", "int"),)), "boom": Schema()}
+    options = Schema()
+
+    def initial_state(self, options: Mapping[str, Any]) -> Any:
+        return {"pings": 0}
+
+    def handle(
+        self, state: Any, verb: str, intent: Intent, options: Mapping[str, Any]
+    ) -> tuple[Any, list[Effect]]:
+        if verb == "boom":
+            raise RuntimeError("boom")
+        n = intent.payload["n"]
+        return {"pings": state["pings"] + 1}, [
+            Forward("rb", "counter.increment", {"by": n}),
+            SerialWrite("/dev/ttyX", f"{n}\n".encode()),
+        ]
+
+
+class Lines:
+    """A serial sink that records what would go on the line."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, bytes]] = []
+
+    async def execute(self, reactor: str, key: str, effect: Effect) -> None:
+        assert isinstance(effect, SerialWrite)
+        self.written.append((key, effect.data))
+
+
+async def test_a_pending_forward_holds_back_only_the_rerun_of_forwards(tmp_path: Path) -> None:
+    beacon = ReactorConfig(id="bc", type="beacon")
+    policy = Policy.build({}, {"cli": ["bc:ping", "bc:boom"]})
+    peers, lines = Peers(), Lines()
+    peers.gate.clear()  # the peer does not answer
+
+    def start() -> Any:
+        return runtime(tmp_path, (beacon,), policy, peers=peers, sinks={SerialWrite: lines})
+
+    async with start() as (rt, journal):
+        for n in (1, 2):
+            await rt.submit("bc.ping", {"n": n}, principal="cli", source="cli")
+        assert [key for key, _ in lines.written] == ["bc:1:1", "bc:2:1"]
+        # A crashing handler: the reactor recovers in-process and runs nothing again.
+        await rt.submit("bc.boom", {}, principal="cli", source="cli")
+        await asyncio.sleep(0.3)
+        assert rt.show("bc")["state"] == "running"
+        assert [key for _, key, _, _ in peers.sent] == ["bc:1:0", "bc:2:0"]
+        assert len(lines.written) == 2
+        assert await journal.marks("bc") == Marks(effects=2, handoffs=0)  # held back
+    # Restarted with both forwards unanswered: they go again; the serial lines do not.
+    peers.gate.set()
+    async with start() as (rt, journal):
+        await asyncio.sleep(0.05)
+        assert [key for _, key, _, _ in peers.sent] == ["bc:1:0", "bc:2:0"] * 2
+        assert [key for key, _ in lines.written] == ["bc:1:1", "bc:2:1"]
+    async with start() as (rt, journal):
+        assert await journal.marks("bc") == Marks(3, 3)

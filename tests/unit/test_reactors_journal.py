@@ -27,6 +27,7 @@ from edgeagent.reactors.journal import (
     Entry,
     Journal,
     JournalState,
+    Marks,
     Timer,
 )
 
@@ -255,6 +256,35 @@ async def test_marks_failures_and_audit_persist(tmp_path: Path) -> None:
         assert await journal.failed_seqs("counter") == {3}
         assert await journal.recent_audit() == [record]
         assert journal.stats().audits == 0  # counters are per open
+
+
+async def test_the_two_marks_move_apart_and_each_never_back(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.append([entry() for _ in range(5)])
+        await journal.mark_effects_done("counter", 5, handoffs=2)  # a forward of 3 pending
+        await journal.mark_effects_done("counter", 4, handoffs=1)
+        assert await journal.marks("counter") == Marks(effects=5, handoffs=2)
+        assert await journal.effects_done("counter") == 2  # everything, up to here
+        await journal.mark_effects_done("counter", 5)  # it finished: both at 5
+        assert await journal.marks("counter") == Marks(5, 5)
+
+
+async def test_a_version_1_journal_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.append([entry() for _ in range(3)])
+        await journal.mark_effects_done("counter", 3)
+    with sqlite3.connect(path) as db:  # what version 1 wrote: one mark, no handoffs column
+        db.executescript("ALTER TABLE marks DROP COLUMN handoffs_done; PRAGMA user_version = 1;")
+    async with Journal(path, readonly=True) as reader:  # a reader does not change the file
+        assert await reader.marks("counter") == Marks(3, 3)
+    async with Journal(path) as journal:
+        # version 1 handed emits on at once: its mark covered them too
+        assert await journal.marks("counter") == Marks(3, 3)
+        await journal.mark_effects_done("counter", 3, handoffs=3)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
 
 
 # ---- tail and follow
