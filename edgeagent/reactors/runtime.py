@@ -337,14 +337,19 @@ class ReactorRuntime:
             return
         for host in self._hosts.values():
             self._refuse_waiting(host, "the agent is stopping")
-            # Emits and forwards finished since the last batch: not to be run again.
-            with contextlib.suppress(EdgeAgentError):
-                await self._mark_effects_done(host)
         # Reactor tasks may be mid-commit: what got journaled is replayed at the next start.
+        # No await until they are cancelled: with no task group left, they could not spawn.
         for task in list(self._children):
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await tasks.__aexit__(exc_type, exc, tb)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await tasks.__aexit__(exc_type, exc, tb)
+        finally:
+            # Every task has ended: emits and forwards that finished since the last batch
+            # are not to be run again (cancelled ones are, and the marks stay below them).
+            for host in self._hosts.values():
+                with contextlib.suppress(EdgeAgentError):
+                    await self._mark_effects_done(host)
 
     # -- the way in ----------------------------------------------------------------------------
     async def submit(
