@@ -569,18 +569,20 @@ class ReactorRuntime:
         # handler makes the reactor recover; the marks cover what an earlier process ran.
         done = max(marks.effects, host.effects_run)
         handed = max(marks.handoffs, host.effects_run)
+        # The replay loop: a million intents take seconds, so names are bound once here.
+        handle, options, settled = host.rtype.handle, host.options, min(done, handed)
         async for batch in self._journal.replay(host.id, seq):
             for entry in batch:
                 seq = entry.seq
-                if entry.seq in failed:
+                if seq in failed:
                     continue
                 intent = _intent_of(entry)
                 try:
-                    state, effects = host.rtype.handle(state, entry.verb, intent, host.options)
+                    state, effects = handle(state, entry.verb, intent, options)
                 except Exception as exc:  # it failed live too; we died before marking it
                     log.debug("replay of %s seq %d failed again: %r", host.id, entry.seq, exc)
                     continue
-                if effects and entry.seq > min(done, handed):
+                if effects and seq > settled:
                     again = [
                         (index, effect)
                         for index, effect in enumerate(effects)
