@@ -211,6 +211,10 @@ class Marks(NamedTuple):
     effects: int  # every effect the runtime carries out itself, up to this seq
     handoffs: int  # every emit and forward handed to a task has finished, up to this seq
 
+    def join(self, other: Marks) -> Marks:
+        """Each mark at the further of the two (marks never move back)."""
+        return Marks(max(self.effects, other.effects), max(self.handoffs, other.handoffs))
+
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:

@@ -563,8 +563,7 @@ class ReactorRuntime:
             seq, state = snapshot
         failed = await self._journal.failed_seqs(host.id)
         marks = await self._journal.marks(host.id)
-        host.marked = Marks(max(host.marked.effects, marks.effects),
-                            max(host.marked.handoffs, marks.handoffs))  # fmt: skip
+        host.marked = host.marked.join(marks)
         # What this process already ran (or handed off) is not run again when a crashed
         # handler makes the reactor recover; the marks cover what an earlier process ran.
         done = max(marks.effects, host.effects_run)
@@ -837,7 +836,7 @@ class ReactorRuntime:
         handed = min(ran, min(host.handoffs) - 1) if host.handoffs else ran
         if ran > host.marked.effects or handed > host.marked.handoffs:
             await self._journal.mark_effects_done(host.id, ran, handoffs=handed)
-            host.marked = Marks(max(ran, host.marked.effects), max(handed, host.marked.handoffs))
+            host.marked = host.marked.join(Marks(ran, handed))
 
     # -- timers --------------------------------------------------------------------------------
     def _arm(
