@@ -8,7 +8,7 @@ transport it came on, and returns a :data:`Step`:
 * :class:`LiveLookup` — some ``.local`` (or reverse) names are neither our own nor cached:
   the adapter runs ``NameSource.query`` for each listed (name, type) and hands the results to
   :meth:`BridgeCore.finish_live`, which returns the reply;
-* :class:`Forward` — a non-``.local`` query in recursive mode: the adapter sends it to the
+* :class:`ForwardUpstream` — a non-``.local`` query in recursive mode: the adapter sends it to the
   upstreams and hands the reply (or None when all failed) to :meth:`BridgeCore.finish_forward`.
 
 Answer rules (each question of a packet is answered, not just the first):
@@ -43,7 +43,9 @@ from typing import Protocol
 from dnslib import EDNS0, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from edgeagent.bridge.fastpath import TTL_SHIFT, FastPath, cacheable_ttl
-from edgeagent.bridge.wire import (
+from edgeagent.config.model import DnsBridgeConfig
+from edgeagent.dns.records import CLASS_IN, Record, RType, address_from_reverse, normalize_name
+from edgeagent.dns.wire import (
     CLASSIC_UDP_LIMIT,
     EDNS_MIN_PAYLOAD,
     FLAG_AA,
@@ -70,8 +72,6 @@ from edgeagent.bridge.wire import (
     truncated_copy,
     with_id,
 )
-from edgeagent.config.model import DnsBridgeConfig
-from edgeagent.dns.records import CLASS_IN, Record, RType, address_from_reverse, normalize_name
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +196,12 @@ class PendingForward:
 
 
 @dataclass(frozen=True, slots=True)
-class Forward:
+class ForwardUpstream:
     pending: PendingForward
     query: bytes  # the client's packet as received; the forwarder picks its own ID
 
 
-Step = Reply | LiveLookup | Forward | None
+Step = Reply | LiveLookup | ForwardUpstream | None
 
 
 class _Kind(Enum):
@@ -372,9 +372,11 @@ class BridgeCore:
         # RFC 6891 §6.2.5: sizes under 512 are treated as 512; we never exceed our own size.
         return max(EDNS_MIN_PAYLOAD, min(query.edns.payload_size, self._our_payload))
 
-    def _forward(self, query: Query, data: bytes, transport: Transport, limit: int) -> Forward:
+    def _forward(
+        self, query: Query, data: bytes, transport: Transport, limit: int
+    ) -> ForwardUpstream:
         self.stats.forwarded += 1
-        return Forward(PendingForward(query, transport, limit), data)
+        return ForwardUpstream(PendingForward(query, transport, limit), data)
 
     def _store(self, data: bytes, transport: Transport, reply: bytes, now: float) -> None:
         fast = self.udp_fastpath if transport is Transport.UDP else self.tcp_fastpath

@@ -4,7 +4,7 @@ Theory of operation. The server binds one UDP and one TCP socket to exactly
 ``dns_bridge.address:dns_bridge.port`` (never a wildcard in recursive mode: no open
 resolver). The UDP side is a ``DatagramProtocol`` whose ``datagram_received`` serves
 fast-path hits synchronously — a dict look-up and one ``sendto`` — and otherwise runs the core
-synchronously too. Only the core's effects that wait (:class:`LiveLookup`, :class:`Forward`)
+synchronously too. Only the core's effects that wait (:class:`LiveLookup`, :class:`ForwardUpstream`)
 become tasks, owned by the server: named ``edgeagent[bridge].<what>``, at most
 ``max_inflight`` at once (beyond that the query is dropped and counted, the client retries),
 cancelled and awaited on close. Live mDNS queries for the same (name, type) are shared
@@ -33,7 +33,7 @@ from typing import Any, cast
 from edgeagent.bridge.core import (
     BridgeCore,
     BridgeStats,
-    Forward,
+    ForwardUpstream,
     LiveLookup,
     LookupKey,
     LookupResult,
@@ -42,8 +42,8 @@ from edgeagent.bridge.core import (
     Transport,
 )
 from edgeagent.bridge.upstream import Forwarder
-from edgeagent.bridge.wire import StreamFramer, frame
 from edgeagent.config.model import DnsBridgeConfig
+from edgeagent.dns.wire import StreamFramer, frame
 from edgeagent.errors import AddressInUseError, TransportError
 from edgeagent.resource import AsyncResource
 
@@ -179,7 +179,7 @@ class BridgeServer(AsyncResource):
 
     # -- used by the protocols -----------------------------------------------------------
 
-    def run_effect(self, step: LiveLookup | Forward, send: SendReply) -> bool:
+    def run_effect(self, step: LiveLookup | ForwardUpstream, send: SendReply) -> bool:
         """Start the task that finishes ``step`` and calls ``send``; False when dropped."""
         if self.state is not ServerState.RUNNING or len(self._tasks) >= self._max_inflight:
             self.core.stats.dropped += 1
@@ -251,7 +251,7 @@ class BridgeServer(AsyncResource):
         self._source_failing = False
         return result
 
-    async def _forward(self, step: Forward, send: SendReply) -> None:
+    async def _forward(self, step: ForwardUpstream, send: SendReply) -> None:
         reply: bytes | None = None
         if self._forwarder is not None:
             try:

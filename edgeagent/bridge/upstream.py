@@ -20,7 +20,7 @@ import logging
 import secrets
 from collections.abc import Collection, Sequence
 
-from edgeagent.bridge.wire import (
+from edgeagent.dns.wire import (
     FLAG_TC,
     MalformedQuery,
     parse_header,

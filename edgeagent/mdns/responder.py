@@ -60,9 +60,9 @@ from dnslib import (
     DNSRecord,
 )
 
-from edgeagent.bridge.wire import read_name
 from edgeagent.dns.names import NameKey, label_to_name, name_key
 from edgeagent.dns.records import CACHE_FLUSH, CLASS_IN, UNICAST_RESPONSE, Record, RType
+from edgeagent.dns.wire import read_name
 from edgeagent.mdns.table import next_host_name, next_instance_name
 from edgeagent.net.model import InterfaceInfo
 

@@ -19,7 +19,6 @@ import pytest
 from dnslib import EDNS0, QTYPE, DNSQuestion, DNSRecord
 
 from edgeagent.bridge import BridgeServer, ServerState, StaticNameSource
-from edgeagent.bridge.wire import StreamFramer, frame
 from edgeagent.config.model import DnsBridgeConfig
 from edgeagent.dns.records import (
     a_record,
@@ -28,6 +27,7 @@ from edgeagent.dns.records import (
     srv_record,
     txt_record,
 )
+from edgeagent.dns.wire import StreamFramer, frame
 from edgeagent.errors import AddressInUseError, TransportError
 
 T = TypeVar("T")

@@ -19,9 +19,9 @@ import pytest
 from dnslib import QTYPE, DNSRecord
 
 from edgeagent.bridge import BridgeServer, StaticNameSource
-from edgeagent.bridge.wire import StreamFramer, frame
 from edgeagent.config.model import DnsBridgeConfig
 from edgeagent.dns.records import a_record
+from edgeagent.dns.wire import StreamFramer, frame
 
 T = TypeVar("T")
 DNSMASQ = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")

@@ -9,7 +9,7 @@ from dnslib import EDNS0, QTYPE, RR, TXT, DNSQuestion, DNSRecord, EDNSOption
 
 from edgeagent.bridge.core import (
     BridgeCore,
-    Forward,
+    ForwardUpstream,
     LiveLookup,
     LookupResult,
     Reply,
@@ -195,7 +195,7 @@ def test_foreign_name_refused_unless_recursive() -> None:
     assert reply.header.ra == 0
     recursive = core_for(recursive=True, upstreams=("127.0.0.2",))
     step = recursive.handle(query("example.com"), 0, UDP)
-    assert isinstance(step, Forward)
+    assert isinstance(step, ForwardUpstream)
     assert recursive.stats.forwarded == 1
 
 
@@ -208,14 +208,14 @@ def test_mixed_local_and_foreign_questions_refused() -> None:
 
 def test_unknown_reverse_name_forwarded_in_recursive_mode_else_live() -> None:
     data = query("8.8.8.8.in-addr.arpa", "PTR")
-    assert isinstance(core_for(recursive=True).handle(data, 0, UDP), Forward)
+    assert isinstance(core_for(recursive=True).handle(data, 0, UDP), ForwardUpstream)
     assert isinstance(core_for().handle(data, 0, UDP), LiveLookup)
 
 
 def test_forward_reply_gets_client_id_and_is_truncated_to_fit() -> None:
     core = core_for(recursive=True)
     step = core.handle(query("example.com", "TXT", qid=7), 0, UDP)
-    assert isinstance(step, Forward)
+    assert isinstance(step, ForwardUpstream)
     upstream = DNSRecord.parse(step.query).reply()
     upstream.header.id = 999
     for _ in range(4):

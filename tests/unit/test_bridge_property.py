@@ -6,7 +6,14 @@ from dnslib import EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeagent.bridge.core import BridgeCore, Forward, LiveLookup, LookupResult, Reply, Transport
+from edgeagent.bridge.core import (
+    BridgeCore,
+    ForwardUpstream,
+    LiveLookup,
+    LookupResult,
+    Reply,
+    Transport,
+)
 from edgeagent.bridge.static import StaticNameSource
 from edgeagent.config.model import DnsBridgeConfig
 from edgeagent.dns.records import a_record, aaaa_record, srv_record, txt_record
@@ -59,7 +66,7 @@ def finish(core: BridgeCore, step: object) -> bytes | None:
         return step.data
     if isinstance(step, LiveLookup):
         return core.finish_live(step.pending, dict.fromkeys(step.lookups, LookupResult()), 1.0)
-    assert isinstance(step, Forward)
+    assert isinstance(step, ForwardUpstream)
     return core.finish_forward(step.pending, None)
 
 

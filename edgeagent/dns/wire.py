@@ -1,4 +1,4 @@
-"""The DNS wire format as the bridge reads it: a strict parser for queries and tiny packers.
+"""The DNS wire format (RFC 1035): a strict parser for untrusted queries and tiny packers.
 
 Theory of operation: clients send us small, untrusted packets. We read the 12-byte header
 first (RFC 1035 §4.1.1) because it decides whether we answer at all (QR=1 is dropped, a

@@ -11,7 +11,7 @@ from dnslib import EDNS0, DNSRecord
 from edgeagent.bridge.fastpath import MAX_AGE, FastPath
 from edgeagent.bridge.server import bind_error
 from edgeagent.bridge.upstream import accepts, parse_upstream
-from edgeagent.bridge.wire import (
+from edgeagent.dns.wire import (
     MalformedQuery,
     StreamFramer,
     frame,
@@ -188,7 +188,7 @@ def test_ipv6_address_in_message_is_bracketed() -> None:
 def test_age_ttls_lowers_record_ttls_but_not_opt_flags() -> None:
     from dnslib import QTYPE
 
-    from edgeagent.bridge.wire import age_ttls
+    from edgeagent.dns.wire import age_ttls
 
     reply = DNSRecord.question("edge.local").replyZone("edge.local 120 A 10.0.0.5")
     reply.add_ar(*DNSRecord.question("x").replyZone("edge.local 0 AAAA fd00::5").rr)
