@@ -257,8 +257,8 @@ class TaskOwner(AsyncResource):
 
     Subclasses call ``await self.start_tasks()`` in ``start`` (after opening what the tasks
     use) and ``await self.stop_tasks()`` in ``close`` (before releasing it), and create their
-    tasks with ``spawn`` or ``supervise`` once started. ``name`` names every task:
-    ``edgeagent[<name>].<what>``.
+    tasks with ``spawn`` or ``supervise`` once started. ``name`` names every task: children are
+    ``edgeagent[<name>].<what>``, the owner task is ``edgeagent-owner:<name>``.
     """
 
     def __init__(self, name: str, *, fatal: bool = False) -> None:
@@ -283,7 +283,7 @@ class TaskOwner(AsyncResource):
         opened = asyncio.get_running_loop().create_future()
         self._stopping = asyncio.Event()
         self._owner = asyncio.get_running_loop().create_task(
-            self._own(opened, self._stopping), name=f"edgeagent[{self.part_name}]"
+            self._own(opened, self._stopping), name=f"edgeagent-owner:{self.part_name}"
         )
         await opened
         self.part_state = PartState.RUNNING

@@ -11,8 +11,9 @@
 * the ``Responder`` engine, fed with ``time.monotonic()`` and the datagrams, whose effects
   (``Send``, ``Renamed``, ``StateChanged``) are carried out here;
 * the cache of records seen, and ``resolve()`` that waits on it;
-* one ``asyncio.TaskGroup`` with named tasks: ``edgeagent[mdns].timer`` (the engine's
-  deadlines) and ``edgeagent[mdns].interfaces`` (the netlink watcher).
+* two supervised loops under its owner task (``resource.TaskOwner``):
+  ``edgeagent[mdns].timer`` (the engine's deadlines) and ``edgeagent[mdns].interfaces`` (the
+  netlink watcher); either one is restarted with backoff if it crashes.
 
 Receiving uses ``loop.add_reader`` and non-blocking ``recvmsg`` (at most 64 datagrams per
 wake-up, so a flood cannot starve the loop); it works on uvloop too. Sending is a
@@ -41,7 +42,7 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Self
+from typing import Any
 
 from edgeagent.config.model import MdnsConfig
 from edgeagent.dns.records import Record
@@ -60,7 +61,7 @@ from edgeagent.mdns.responder import (
 from edgeagent.mdns.table import RecordTable
 from edgeagent.net.interfaces import select_interfaces, watch_interfaces
 from edgeagent.net.model import InterfaceInfo
-from edgeagent.resource import AsyncResource
+from edgeagent.resource import Number, TaskOwner
 
 log = logging.getLogger("edgeagent.mdns")
 
@@ -80,7 +81,7 @@ InterfaceFeed = Callable[[], AsyncIterator[list[InterfaceInfo]]]
 RenameHandler = Callable[[Renamed], None]
 
 
-class MdnsService(AsyncResource):
+class MdnsService(TaskOwner):
     """The running mDNS responder and resolver (see the module docstring).
 
     ``interfaces_feed`` yields interface snapshots (default: ``watch_interfaces``); tests pass
@@ -100,6 +101,7 @@ class MdnsService(AsyncResource):
         port: int = MDNS_PORT,
         ipv6: bool = True,
     ) -> None:
+        super().__init__("mdns")
         self._config = config
         self._on_rename = on_rename
         self.cache = cache or Cache(max_records=config.cache_size, max_ttl=config.cache_max_ttl)
@@ -114,8 +116,6 @@ class MdnsService(AsyncResource):
         self._joined: set[tuple[int, int]] = set()  # (family, ifindex)
         self._by_index: dict[int, InterfaceInfo] = {}
         self._by_name: dict[str, InterfaceInfo] = {}
-        self._tasks: asyncio.TaskGroup | None = None
-        self._children: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
         self._cache_changed = asyncio.Event()
         self._cache_generation = self.cache.generation
@@ -128,26 +128,22 @@ class MdnsService(AsyncResource):
 
     # ---- lifecycle
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         self._open_sockets()
         loop = asyncio.get_running_loop()
         try:
             for sock, family in ((self._sock4, 4), (self._sock6, 6)):
                 if sock is not None:
                     loop.add_reader(sock.fileno(), self._on_readable, sock, family)
-            self._tasks = asyncio.TaskGroup()
-            await self._tasks.__aenter__()
+            await self.start_tasks()
         except BaseException:
             self._closed = True
             self._close_sockets()
             raise
         self._responder.start(time.monotonic())
         self._started = True
-        self._children = [
-            self._tasks.create_task(self._run_timer(), name="edgeagent[mdns].timer"),
-            self._tasks.create_task(self._watch_interfaces(), name="edgeagent[mdns].interfaces"),
-        ]
-        return self
+        self.supervise(self._run_timer, "timer")
+        self.supervise(self._watch_interfaces, "interfaces")
 
     async def close(self) -> None:
         """Goodbyes first (RFC 6762 §10.1), then tasks, group memberships and sockets."""
@@ -156,12 +152,8 @@ class MdnsService(AsyncResource):
         self._closed = True
         if self._started:
             self._execute(self._responder.shutdown(time.monotonic()))
-        tasks, self._tasks = self._tasks, None
         try:
-            if tasks is not None:
-                for task in self._children:
-                    task.cancel()
-                await tasks.__aexit__(None, None, None)
+            await self.stop_tasks()
         finally:
             self._close_sockets()
             self._cache_changed.set()  # release resolve() waiters
@@ -293,6 +285,19 @@ class MdnsService(AsyncResource):
                 "foreign_interface_packets": self._foreign_interface_packets,
             },
         }
+
+    def counters(self) -> dict[str, Number]:
+        return {
+            **dataclasses.asdict(self._responder.stats),
+            "send_errors": self._send_errors,
+            "foreign_interface_packets": self._foreign_interface_packets,
+            "cached_records": len(self.cache),
+        }
+
+    def detail(self) -> dict[str, Any]:
+        status = self.status()
+        return {"engine": status["state"], "hosts": status["hosts"],
+                "interfaces": status["interfaces"]}  # fmt: skip
 
     def cache_document(self) -> dict[str, list[dict[str, Any]]]:
         """Cached records per interface, JSON-ready (``info --caches``)."""
