@@ -267,6 +267,7 @@ class TaskOwner(AsyncResource):
         self.part_state = PartState.NEW
         self.failure: BaseException | None = None
         self.crashes = 0
+        self.child_errors = 0
         self._group: asyncio.TaskGroup | None = None
         self._owner: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
@@ -315,14 +316,33 @@ class TaskOwner(AsyncResource):
 
     # -- children
 
-    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        """Run ``work`` as a child of the part, named ``edgeagent[<name>].<what>``. A child that
-        raises ends the part (use ``supervise`` for work that should come back)."""
+    def spawn(
+        self, work: Coroutine[Any, Any, Any], what: str, *, isolated: bool = False
+    ) -> asyncio.Task[Any]:
+        """Run ``work`` as a child of the part, named ``edgeagent[<name>].<what>``.
+
+        A child that raises ends the part (use ``supervise`` for work that should come back),
+        unless it is ``isolated``: per-request work (a DNS answer, a control request) whose
+        failure is that request's alone, logged and counted in ``child_errors``."""
         group = self._group
         if group is None:
             work.close()
             raise RuntimeError(f"{self.part_name}: spawn({what!r}) while not running")
-        return group.create_task(work, name=f"edgeagent[{self.part_name}].{what}")
+        name = f"edgeagent[{self.part_name}].{what}"
+        if isolated:
+            work = self._isolate(work, name)
+        return group.create_task(work, name=name)
+
+    async def _isolate(self, work: Coroutine[Any, Any, Any], name: str) -> Any:
+        try:
+            return await work
+        except Exception:
+            self.child_errors += 1
+            # Once with the traceback, then at DEBUG: a request that always fails must not
+            # flood the journal.
+            level = logging.WARNING if self.child_errors == 1 else logging.DEBUG
+            log.log(level, "%s failed", name, exc_info=True)
+            return None
 
     def supervise(
         self,
@@ -370,6 +390,8 @@ class TaskOwner(AsyncResource):
         restarts = sum(loop.restarts for loop in self._loops)
         if self._loops:
             counters["loop_restarts"] = restarts
+        if self.child_errors:
+            counters["child_errors"] = self.child_errors
         detail: dict[str, Any] = dict(self.detail())
         if self._loops:
             detail["loops"] = {loop.name: loop.document() for loop in self._loops}

@@ -21,6 +21,7 @@ Works on the default loop and on uvloop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import logging
@@ -45,7 +46,7 @@ from edgeagent.bridge.upstream import Forwarder
 from edgeagent.config.model import DnsBridgeConfig
 from edgeagent.dns.wire import StreamFramer, frame
 from edgeagent.errors import AddressInUseError, TransportError
-from edgeagent.resource import AsyncResource
+from edgeagent.resource import Number, TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class ServerState(Enum):
     CLOSED = "closed"
 
 
-class BridgeServer(AsyncResource):
+class BridgeServer(TaskOwner):
     """``async with BridgeServer(config.dns_bridge, source) as server: ...``
 
     ``config.port`` 0 picks a port free for both UDP and TCP (tests); ``server.address``
@@ -87,6 +88,7 @@ class BridgeServer(AsyncResource):
         max_tcp_pending: int = 16,
         fastpath_size: int = 4096,
     ) -> None:
+        super().__init__("bridge")
         self.config = config
         self.core = BridgeCore(config, source, fastpath_size=fastpath_size)
         self.state = ServerState.NEW
@@ -112,6 +114,14 @@ class BridgeServer(AsyncResource):
     def stats(self) -> BridgeStats:
         return self.core.stats
 
+    def counters(self) -> dict[str, Number]:
+        stats = dataclasses.asdict(self.core.stats)
+        return {**stats, "in_flight": len(self._tasks), "tcp_open": len(self._connections)}
+
+    def detail(self) -> dict[str, Any]:
+        address = self._address or (self.config.address, self.config.port)
+        return {"address": address[0], "port": address[1], "recursive": self.config.recursive}
+
     @property
     def address(self) -> tuple[str, int]:
         """The bound (address, port); only once started."""
@@ -133,6 +143,7 @@ class BridgeServer(AsyncResource):
                 lambda: _UdpProtocol(self, drain_sock), sock=udp_sock
             )
             self._tcp = await loop.create_server(lambda: _TcpConnection(self), sock=tcp_sock)
+            await self.start_tasks()
         except BaseException:
             # Whatever a transport took over, it closes; the rest we close ourselves.
             if self._udp is not None:
@@ -142,6 +153,8 @@ class BridgeServer(AsyncResource):
             tcp_sock.close()
             if self._udp_sock is not None:
                 self._udp_sock.close()
+            if self._tcp is not None:
+                self._tcp.close()
             raise
         self._address = (config.address, port)
         if config.recursive and self._forwarder is None:
@@ -169,11 +182,7 @@ class BridgeServer(AsyncResource):
             self._tcp.close()
         for connection in list(self._connections):
             connection.close()
-        tasks: list[asyncio.Task[Any]] = [*self._tasks, *self._lookups.values()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.stop_tasks()  # cancels and awaits the answers and lookups in flight
         if self._tcp is not None:
             await self._tcp.wait_closed()
 
@@ -189,8 +198,8 @@ class BridgeServer(AsyncResource):
             coro, what = self._answer_live(step, send), "live"
         else:
             coro, what = self._forward(step, send), "forward"
-        # Owned: kept in self._tasks until done, cancelled and awaited by close().
-        task = asyncio.get_running_loop().create_task(coro, name=f"edgeagent[bridge].{what}")
+        # A child of the bridge's owner task; counted in self._tasks for the in-flight bound.
+        task = self.spawn(coro, what, isolated=True)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
@@ -221,10 +230,8 @@ class BridgeServer(AsyncResource):
     def _shared_lookup(self, key: LookupKey) -> asyncio.Task[LookupResult | None]:
         task = self._lookups.get(key)
         if task is None:
-            # Owned: kept in self._lookups until done, cancelled and awaited by close().
-            task = asyncio.get_running_loop().create_task(
-                self._live_query(key), name="edgeagent[bridge].mdns-query"
-            )
+            # Shared by every answer waiting for it; _live_query catches its own errors.
+            task = self.spawn(self._live_query(key), "mdns-query")
             self._lookups[key] = task
             task.add_done_callback(lambda done: self._drop_lookup(key, done))
         return task
