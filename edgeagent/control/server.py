@@ -20,7 +20,7 @@ from typing import Any
 
 from edgeagent.control.protocol import LineFramer, encode_error, encode_result, parse_request
 from edgeagent.errors import EdgeAgentError, ProtocolError, TransportError
-from edgeagent.resource import AsyncResource
+from edgeagent.resource import Number, TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,21 @@ MAX_CLIENTS = 32
 MAX_IN_FLIGHT = 1024  # requests of one connection being handled at once
 
 
-class ControlServer(AsyncResource):
-    """Serves ``handlers`` on a Unix socket at ``path`` with mode 0600 in a 0700 directory."""
+class ControlServer(TaskOwner):
+    """Serves ``handlers`` on a Unix socket at ``path`` with mode 0600 in a 0700 directory.
+
+    Each connection is a conversation task of the server's owner task; its requests are
+    handled in tasks of their own (answered in order), so closing the server ends them all.
+    """
 
     def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+        super().__init__("control")
         self._path = path
         self._handlers = dict(handlers)
         self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._clients = 0
+        self._requests = 0
+        self._refused = 0
 
     @property
     def path(self) -> Path:
@@ -46,6 +52,7 @@ class ControlServer(AsyncResource):
 
     async def start(self) -> None:
         directory = self._path.parent
+        await self.start_tasks()
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(directory, 0o700)
@@ -57,22 +64,28 @@ class ControlServer(AsyncResource):
                 os.umask(old_umask)
             os.chmod(self._path, 0o600)
         except OSError as exc:
+            await self.stop_tasks()
             raise TransportError(f"cannot open control socket {self._path}: {exc}") from exc
+        except BaseException:
+            await self.stop_tasks()
+            raise
 
     async def close(self) -> None:
         server, self._server = self._server, None
         if server is None:
+            await self.stop_tasks()
             return
         server.close()
-        self._closing = True
-        for task in list(self._clients):
-            task.cancel()
-        for task in list(self._clients):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.stop_tasks()  # ends every conversation and the requests in flight
         await server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
+
+    def counters(self) -> dict[str, Number]:
+        return {"clients": self._clients, "requests": self._requests, "refused": self._refused}
+
+    def detail(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
 
     def _remove_stale_socket(self) -> None:
         """Remove a socket left by a killed agent, but refuse to steal a live one."""
@@ -98,29 +111,15 @@ class ControlServer(AsyncResource):
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - start_unix_server always runs us in a task
-            return
-        if len(self._clients) >= MAX_CLIENTS:
+        # start_unix_server runs this in a task of its own; the conversation moves into the
+        # server's owner task, so close() can end it (and nothing outlives the server).
+        if not self.running or self._clients >= MAX_CLIENTS:
+            self._refused += 1
             writer.write(encode_error(None, "busy", "too many control clients"))
             writer.close()
             return
-        task.set_name("edgeagent[control].client")
-        self._clients.add(task)
-        try:
-            await self._converse(reader, writer)
-        except asyncio.CancelledError:
-            if not self._closing:
-                raise
-            # close() cancelled us: end normally. start_unix_server's done-callback (Python
-            # 3.11) calls task.exception() and logs a bogus error for a handler that ends
-            # cancelled.
-            task.uncancel()
-        finally:
-            self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
+        self._clients += 1
+        self.spawn(self._converse(reader, writer), "client", isolated=True)
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Answers leave in request order, but requests on one connection are handled
@@ -128,37 +127,50 @@ class ControlServer(AsyncResource):
         # one journal commit per line. At the bound reading stops: backpressure.
         pending: asyncio.Queue[asyncio.Task[bytes] | bytes | None] = asyncio.Queue()
         room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        in_flight: set[asyncio.Task[bytes]] = set()
+        reading = self.spawn(
+            self._read_requests(reader, pending, room, in_flight), "reader", isolated=True
+        )
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(
-                    _write_answers(pending, room, writer), name="edgeagent[control].answers"
-                )
-                try:
-                    await self._read_requests(reader, pending, room, tasks)
-                finally:
-                    pending.put_nowait(None)  # the writer stops after the answers in flight
-        except* (ConnectionError, asyncio.IncompleteReadError):
+            await _write_answers(pending, room, writer)
+        except ConnectionError:
             pass
+        finally:
+            self._clients -= 1
+            reading.cancel()
+            for task in in_flight:
+                task.cancel()
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
 
     async def _read_requests(
         self,
         reader: asyncio.StreamReader,
         pending: asyncio.Queue[asyncio.Task[bytes] | bytes | None],
         room: asyncio.Semaphore,
-        tasks: asyncio.TaskGroup,
+        in_flight: set[asyncio.Task[bytes]],
     ) -> None:
         framer = LineFramer()
-        while data := await reader.read(65536):
-            try:
-                lines = framer.feed(data)
-            except ProtocolError as exc:
-                await room.acquire()
-                pending.put_nowait(encode_error(None, "bad_request", str(exc)))
-                return
-            for line in lines:
-                await room.acquire()
-                answer = tasks.create_task(self._answer(line), name="edgeagent[control].request")
-                pending.put_nowait(answer)
+        try:
+            while data := await reader.read(65536):
+                try:
+                    lines = framer.feed(data)
+                except ProtocolError as exc:
+                    await room.acquire()
+                    pending.put_nowait(encode_error(None, "bad_request", str(exc)))
+                    return
+                for line in lines:
+                    await room.acquire()
+                    answer: asyncio.Task[bytes] = self.spawn(self._answer(line), "request")
+                    in_flight.add(answer)
+                    answer.add_done_callback(in_flight.discard)
+                    self._requests += 1
+                    pending.put_nowait(answer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            pending.put_nowait(None)  # the writer stops after the answers in flight
 
     async def _answer(self, line: bytes) -> bytes:
         try:
