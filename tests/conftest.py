@@ -1,4 +1,5 @@
-"""Shared fixtures: the namespace lab and the guard that nothing is left running."""
+"""Shared fixtures: the namespace lab, and the guards that nothing is left running
+(``tests/guards.py``: every test gets them)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.guards import no_leaked_processes, no_leaked_tasks, pytest_collection_modifyitems
 from tests.netlab import Lab
+
+__all__ = ["no_leaked_processes", "no_leaked_tasks", "pytest_collection_modifyitems"]
 
 IN_CI = os.environ.get("CI") == "true"
 
