@@ -70,7 +70,7 @@ def main() -> None:
                 [
                     str(REPO / ".venv/bin/python"),
                     "-c",
-                    "import zeroconf, dnslib, yaml, ifaddr, asyncio, uvloop;"
+                    "import dnslib, yaml, ifaddr, aiosqlite, serial, asyncio, uvloop;"
                     "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])",
                 ],
                 capture_output=True,

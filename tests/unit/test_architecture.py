@@ -11,6 +11,9 @@ Imports are read with ``ast`` (every ``import`` statement, wherever it is), not 
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
 from functools import cache
 from pathlib import Path
 
@@ -184,3 +187,28 @@ def test_lower_layers_do_not_import_upwards() -> None:
         if (name == low or name.startswith(low + ".")) and other.startswith(high)
     ]
     assert not found, found
+
+
+# Distribution name -> the top-level module it provides, for the runtime dependencies.
+IMPORT_NAMES = {"pyserial": "serial", "pyyaml": "yaml"}
+
+
+def test_runtime_dependencies_are_exactly_what_the_package_imports() -> None:
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    declared = set()
+    for requirement in project["dependencies"]:
+        distribution = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower()
+        declared.add(IMPORT_NAMES.get(distribution, distribution.replace("-", "_")))
+    stdlib = sys.stdlib_module_names
+    imported = {
+        other.split(".")[0]
+        for name in modules()
+        for other in imports_of(name)
+        if other.split(".")[0] not in stdlib and not other.startswith("edgeagent")
+    }
+    assert imported == declared, {
+        "imported, not declared": sorted(imported - declared),
+        "declared, not imported (a test-only tool goes to the dev extra)": sorted(
+            declared - imported
+        ),
+    }
