@@ -71,6 +71,7 @@ def render_info(info: Mapping[str, Any], *, color: bool, caches: bool) -> Iterat
             yield "# dns bridge off"
     yield from format_record_lines(info.get("records", []), color=color)
     yield from _peer_lines(info.get("peers"), color=color)
+    yield from part_lines(info.get("parts"), color=color)
     if caches:
         for iface, rows in sorted(info.get("caches", {}).items()):
             yield ""
@@ -113,6 +114,33 @@ def _peer_lines(peers: Mapping[str, Any] | None, *, color: bool) -> Iterator[str
         if row.get("reason"):
             parts.append(f"({row['reason']})")
         yield "  ".join(parts)
+
+
+MAX_COUNTERS_SHOWN = 8  # per part in text; --json has them all
+
+
+def part_lines(parts: Mapping[str, Any] | None, *, color: bool) -> Iterator[str]:
+    """One line per part: its state, its error if any, and its non-zero counters (the
+    journal's commits and size, the serial ports' writes and errors, ...)."""
+    if not parts:
+        return
+    yield ""
+    yield _bold("Parts:", color)
+    width = max(len(name) for name in parts)
+    for name, report in parts.items():
+        counters = {k: v for k, v in report.get("counters", {}).items() if v}
+        shown = [
+            f"{key}={_number(value)}" for key, value in list(counters.items())[:MAX_COUNTERS_SHOWN]
+        ]
+        if len(counters) > MAX_COUNTERS_SHOWN:
+            shown.append(f"(+{len(counters) - MAX_COUNTERS_SHOWN} more)")
+        state = str(report.get("state", "?"))
+        error = f" ({report['error']})" if report.get("error") else ""
+        yield f"  {name.ljust(width)}  {state}{error}  {' '.join(shown)}".rstrip()
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def format_record_lines(rows: Sequence[Mapping[str, Any]], *, color: bool) -> Iterator[str]:

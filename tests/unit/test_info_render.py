@@ -88,3 +88,24 @@ def test_device_id_is_kept_in_the_state_dir_without_a_board_serial(tmp_path: Pat
     assert device_id(tmp_path / "other", no_serial) != first
     board = DeviceIdentity("10000000abcd2e6d", "/proc/cpuinfo")
     assert device_id(tmp_path, board) == "10000000abcd2e6d"
+
+
+def test_parts_are_listed_with_state_error_and_non_zero_counters() -> None:
+    info = {
+        "running": True,
+        "hostname": "edge-1",
+        "parts": {
+            "journal": {"state": "running", "counters": {"commits": 12, "errors": 0}},
+            "serial": {
+                "state": "degraded",
+                "counters": {f"c{i}": i + 1 for i in range(10)},
+                "error": "OSError: gone",
+            },
+        },
+    }
+    lines = list(render_info(info, color=False, caches=False))
+    assert "Parts:" in lines
+    assert "  journal  running  commits=12" in lines
+    serial = next(line for line in lines if line.startswith("  serial"))
+    assert serial.startswith("  serial   degraded (OSError: gone)  c0=1 c1=2")
+    assert serial.endswith("c7=8 (+2 more)")
