@@ -6,9 +6,10 @@ so no command writes its own JSON branch. A rendered line is printed to stdout; 
 goes to stderr (the human-only remarks such as "no peers" that JSON output leaves out).
 ``Output.notes`` go to stderr in both modes, after the output.
 
-Streaming commands (``journal --follow``, ``intent send -``) print item by item with
-``print_item``. Everything here writes to whatever ``sys.stdout``/``sys.stderr`` are at the
-time of the call, so tests capture it.
+Commands that print as they go (``journal``) print item by item with ``print_item``; the
+answers of ``intent send -`` are always one JSON line each (``json_text``). Everything here
+writes to whatever ``sys.stdout``/``sys.stderr`` are at the time of the call, so tests
+capture it.
 """
 
 from __future__ import annotations
