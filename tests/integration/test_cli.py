@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,3 +105,61 @@ def test_keygen_makes_a_32_byte_key_the_config_accepts(tmp_path: Path) -> None:
     rejected = edgeagent("check", "-c", str(bad), tmp=tmp_path)
     assert rejected.returncode == 1
     assert "edgeagent keygen" in rejected.stderr
+
+
+# What a client command must not load: the agent, the config loader, the reactor graph and
+# runtime, the event loop. Start-up time on a Pi is spent on these.
+HEAVY = (
+    "edgeagent.agent",
+    "edgeagent.device",
+    "edgeagent.config.loader",
+    "edgeagent.reactors.graph",
+    "edgeagent.reactors.runtime",
+    "asyncio",
+    "yaml",
+    "zeroconf",
+    "aiosqlite",
+)
+LOADED = """
+import sys
+from edgeagent.cli import main
+code = main(sys.argv[1:])
+print(code, *[name for name in {heavy!r} if name in sys.modules])
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["services", "list"],
+        ["resolve", "edge-1.local"],
+        ["peers"],
+        ["peers", "call", "abc", "agent.echo"],
+        ["intent", "send", "counter.increment", "by=1"],
+        ["intent", "send", "-"],
+        ["reactors"],
+        ["reactors", "show", "counter"],
+        ["journal"],
+    ],
+)
+def test_client_commands_load_neither_the_agent_nor_the_config(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # No agent runs: each command gets as far as the control socket and stops there (exit 1).
+    code = LOADED.format(heavy=HEAVY)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *command, "--runtime-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, timeout=30, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert "no agent is running" in result.stderr
+    assert result.stdout.split() == ["1"]
+
+
+def test_info_loads_the_config_but_not_the_agent(tmp_path: Path) -> None:
+    code = LOADED.format(heavy=("edgeagent.agent", "edgeagent.reactors.runtime"))
+    result = subprocess.run(
+        [sys.executable, "-c", code, "info", "-c", str(tmp_path / "absent.yaml"),
+         "--runtime-dir", str(tmp_path), "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.stdout.splitlines()[-1] == "0"

@@ -1,4 +1,4 @@
-"""CLI commands for intents, reactors and the journal (``edgeagent intent|reactors|journal``).
+"""Commands for intents, reactors and the journal (``edgeagent intent|reactors|journal``).
 
 Each talks to the running agent over the control socket (``intent.send``, ``reactors.*``,
 ``journal.*``). ``intent send -`` streams: one JSON object per stdin line in, one JSON
@@ -14,24 +14,34 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from edgeagent.cli.options import Commands, add_command, add_json_option, client
+from edgeagent.cli.output import Line, Note, Output, json_text, print_item, table
 from edgeagent.config.model import Paths
-from edgeagent.control.client import ControlClient, control_socket
+from edgeagent.control.client import ControlClient
 from edgeagent.errors import ControlError, PayloadError
-from edgeagent.reactors.schema import parse_assignments
 
-AddOptions = Callable[[argparse.ArgumentParser], None]
+# ``journal --follow`` long-polls five seconds per call; the family has always allowed 15.
+CONTROL_TIMEOUT = 15.0
+REACTOR_COLUMNS = ("ID", "TYPE", "STATE", "SEQ", "WAITING", "APPLIED", "FAILED", "DROPPED")
+REACTOR_COMMANDS = (
+    ("start", "start a stopped, deployed or failed reactor"),
+    ("stop", "stop taking intents (waiting ones are refused)"),
+    ("deploy", "deploy an undeployed reactor (its state is rebuilt from the journal)"),
+    ("undeploy", "undeploy a stopped or deployed reactor (the journal keeps its history)"),
+)
 
 
-def add_commands(commands: Any, add_global_options: AddOptions) -> None:
-    """Register ``intent``, ``reactors`` and ``journal`` on the top-level sub-parsers."""
-    intent = commands.add_parser("intent", help="send intents to reactors")
-    add_global_options(intent)
-    intent_cmds = intent.add_subparsers(metavar="ACTION")
-    send = intent_cmds.add_parser(
+def add_commands(commands: Commands) -> None:
+    """Register ``intent send``, ``reactors`` (with its actions) and ``journal``."""
+    intent = add_command(commands, "intent", None, help="send intents to reactors")
+    intent_actions = intent.add_subparsers(metavar="ACTION")
+    send = add_command(
+        intent_actions,
         "send",
+        _cmd_intent_send,
         help="send one intent (NAME key=value ...), or JSON lines from stdin (NAME is -)",
         description="key=value: numbers, true/false and null are typed, anything else is a "
         "string; key:=JSON takes a JSON value; a.b=1 nests. With NAME '-', each stdin line "
@@ -40,13 +50,12 @@ def add_commands(commands: Any, add_global_options: AddOptions) -> None:
         'With --to (or a line\'s "to"), the intent goes over the mesh to that member, '
         "whose own config decides, as principal peer:<cluster>.",
     )
-    add_global_options(send)
     send.add_argument("name", help="the intent, e.g. counter.increment; - reads JSON lines")
     send.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     send.add_argument("--as", dest="principal", help="act as this principal (default cli)")
     send.add_argument("--trace-id", help="use this trace id (default: a new one)")
     send.add_argument("--key", help="idempotency key: the same key is applied once")
-    send.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_json_option(send, "print the answer as JSON")
     send.add_argument(
         "--to", metavar="DEVICE", help="send to this mesh member (device id or hostname)"
     )
@@ -57,48 +66,42 @@ def add_commands(commands: Any, add_global_options: AddOptions) -> None:
         default=5.0,
         help="seconds to wait for a remote answer (default 5)",
     )
-    send.set_defaults(handler=_cmd_intent_send)
 
-    reactors = commands.add_parser("reactors", help="list, show and control reactors")
-    add_global_options(reactors)
-    reactors.add_argument("--json", action="store_true")
-    reactors.set_defaults(handler=_cmd_reactors)
-    reactor_cmds = reactors.add_subparsers(metavar="ACTION")
-    show = reactor_cmds.add_parser("show", help="one reactor, with its state")
-    add_global_options(show)
+    reactors = add_command(
+        commands, "reactors", _cmd_reactors, help="list, show and control reactors"
+    )
+    add_json_option(reactors)
+    reactor_actions = reactors.add_subparsers(metavar="ACTION")
+    show = add_command(
+        reactor_actions, "show", _cmd_reactors_show, help="one reactor, with its state"
+    )
     show.add_argument("id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=_cmd_reactors_show)
-    for command, text in (
-        ("start", "start a stopped, deployed or failed reactor"),
-        ("stop", "stop taking intents (waiting ones are refused)"),
-        ("deploy", "deploy an undeployed reactor (its state is rebuilt from the journal)"),
-        ("undeploy", "undeploy a stopped or deployed reactor (the journal keeps its history)"),
-    ):
-        sub = reactor_cmds.add_parser(command, help=text)
-        add_global_options(sub)
+    add_json_option(show)
+    for command, text in REACTOR_COMMANDS:
+        sub = add_command(
+            reactor_actions, command, _cmd_reactors_command, help=text, command=command
+        )
         sub.add_argument("id")
-        sub.add_argument("--json", action="store_true")
-        sub.set_defaults(handler=_cmd_reactors_command, command=command)
+        add_json_option(sub)
 
-    journal = commands.add_parser("journal", help="show journaled intents (or denials)")
-    add_global_options(journal)
+    journal = add_command(
+        commands, "journal", _cmd_journal, help="show journaled intents (or denials)"
+    )
     journal.add_argument("--follow", "-f", action="store_true", help="keep printing new ones")
-    journal.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json_option(journal, "one JSON object per line")
     journal.add_argument("--limit", "-n", type=int, default=20, help="how many (default 20)")
     journal.add_argument("--after", type=int, help="entries after this seq (default: newest)")
     journal.add_argument("--audit", action="store_true", help="show denied intents instead")
-    journal.set_defaults(handler=_cmd_journal)
 
 
 # -- intent send --------------------------------------------------------------------------
 
 
-def _cmd_intent_send(args: argparse.Namespace, paths: Paths) -> int:
+def _cmd_intent_send(args: argparse.Namespace, paths: Paths) -> int | Output[dict[str, Any]]:
     # A remote intent may take its whole timeout; the control reply comes after it.
-    client = _client(paths, timeout=max(15.0, args.timeout + 5.0))
+    control = client(paths, timeout=max(CONTROL_TIMEOUT, args.timeout + 5.0))
     if args.name == "-":
-        return _stream(client, args)
+        return _stream(control, args)
     payload = _parse_payload(args.assignments)
     params: dict[str, Any] = {"name": args.name, "payload": payload}
     if args.principal:
@@ -108,21 +111,24 @@ def _cmd_intent_send(args: argparse.Namespace, paths: Paths) -> int:
         params["trace_id"] = args.trace_id
     if args.key:
         params["idempotency_key"] = args.key
-    answer = client.call("intent.send", params)
-    if args.json:
-        print(json.dumps(answer, ensure_ascii=False))
-    elif answer.get("accepted"):
-        seqs = ", ".join(f"{d['reactor']} seq {d['seq']}" for d in answer["deliveries"])
-        where = f" on {answer['to']} ({answer['cluster']})" if answer.get("to") else ""
-        print(f"accepted {answer['intent']}{where} ({seqs}) trace {answer['trace_id']}")
+    answer = control.call("intent.send", params)
+    # A script reads the answer as one JSON line, as it reads each answer of a stream.
+    return Output(answer, _answer_text, code=0 if answer.get("accepted") else 1, one_line=True)
+
+
+def _answer_text(answer: Mapping[str, Any]) -> Iterator[Line]:
     if not answer.get("accepted"):
-        if not args.json:
-            print(f"edgeagent: {answer['code']}: {answer['error']}", file=sys.stderr)
-        return 1
-    return 0
+        yield Note(f"edgeagent: {answer['code']}: {answer['error']}")
+        return
+    seqs = ", ".join(f"{d['reactor']} seq {d['seq']}" for d in answer["deliveries"])
+    where = f" on {answer['to']} ({answer['cluster']})" if answer.get("to") else ""
+    yield f"accepted {answer['intent']}{where} ({seqs}) trace {answer['trace_id']}"
 
 
 def _parse_payload(assignments: list[str]) -> dict[str, Any]:
+    # The payload parser comes with the reactor schema; only a single send needs it.
+    from edgeagent.reactors.schema import parse_assignments
+
     try:
         return parse_assignments(assignments)
     except PayloadError as exc:
@@ -133,7 +139,7 @@ STREAM_BATCH = 256  # lines per intent.send_batch request
 STREAM_LINGER = 0.002  # seconds a partial batch waits for more lines already on their way
 
 
-def _stream(client: ControlClient, args: argparse.Namespace) -> int:
+def _stream(control: ControlClient, args: argparse.Namespace) -> int:
     """JSON lines in, one answer per line out, in input order; bad lines are answered here.
 
     A thread reads stdin; lines go out in batches (``intent.send_batch``) of whatever arrived
@@ -190,7 +196,7 @@ def _stream(client: ControlClient, args: argparse.Namespace) -> int:
             yield {"items": items}
 
     refused = 0
-    for reply in client.stream("intent.send_batch", batches()):
+    for reply in control.stream("intent.send_batch", batches()):
         slots = sent.popleft()
         result = reply.get("result")
         if result is None:
@@ -249,7 +255,8 @@ def _timeout(text: str) -> float:
 
 
 def _emit(answer: dict[str, Any]) -> int:
-    sys.stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
+    # Flushed per answer: a producer waiting on an answer must see it now, not at exit.
+    sys.stdout.write(json_text(answer, one_line=True) + "\n")
     sys.stdout.flush()
     return 0 if answer.get("accepted") else 1
 
@@ -257,85 +264,80 @@ def _emit(answer: dict[str, Any]) -> int:
 # -- reactors -----------------------------------------------------------------------------
 
 
-def _cmd_reactors(args: argparse.Namespace, paths: Paths) -> int:
-    rows = _client(paths).call("reactors.list")
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return 0
-    header = ("ID", "TYPE", "STATE", "SEQ", "WAITING", "APPLIED", "FAILED", "DROPPED")
-    table = [header]
-    for row in rows:
-        mailbox, stats = row["mailbox"], row["stats"]
-        table.append(
-            (
-                row["id"],
-                row["type"],
-                row["state"],
-                str(row["seq"]),
-                f"{mailbox['waiting']}/{mailbox['size']}",
-                str(stats["applied"]),
-                str(stats["failed"]),
-                str(mailbox["dropped"] + mailbox["rejected_full"]),
-            )
-        )
-    print_table(table)
-    return 0
+def _cmd_reactors(args: argparse.Namespace, paths: Paths) -> Output[list[dict[str, Any]]]:
+    rows = client(paths, timeout=CONTROL_TIMEOUT).call("reactors.list")
+    return Output(rows, _reactors_text)
 
 
-def _cmd_reactors_show(args: argparse.Namespace, paths: Paths) -> int:
-    doc = _client(paths).call("reactors.show", {"id": args.id})
-    if args.json:
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
-        return 0
+def _reactors_text(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return table([REACTOR_COLUMNS, *(_reactor_row(row) for row in rows)])
+
+
+def _reactor_row(row: Mapping[str, Any]) -> tuple[str, ...]:
+    mailbox, stats = row["mailbox"], row["stats"]
+    return (
+        row["id"],
+        row["type"],
+        row["state"],
+        str(row["seq"]),
+        f"{mailbox['waiting']}/{mailbox['size']}",
+        str(stats["applied"]),
+        str(stats["failed"]),
+        str(mailbox["dropped"] + mailbox["rejected_full"]),
+    )
+
+
+def _cmd_reactors_show(args: argparse.Namespace, paths: Paths) -> Output[dict[str, Any]]:
+    doc = client(paths, timeout=CONTROL_TIMEOUT).call("reactors.show", {"id": args.id})
+    return Output(doc, _reactor_text)
+
+
+def _reactor_text(doc: Mapping[str, Any]) -> Iterator[str]:
     mailbox, stats = doc["mailbox"], doc["stats"]
-    print(f"{doc['id']} ({doc['type']}): {doc['state']}, seq {doc['seq']}")
-    print(f"  state:     {json.dumps(doc['reactor_state'], ensure_ascii=False)}")
+    yield f"{doc['id']} ({doc['type']}): {doc['state']}, seq {doc['seq']}"
+    yield f"  state:     {json.dumps(doc['reactor_state'], ensure_ascii=False)}"
     if doc.get("options"):
-        print(f"  options:   {json.dumps(doc['options'], ensure_ascii=False)}")
-    print(f"  verbs:     {', '.join(doc['verbs'])}")
+        yield f"  options:   {json.dumps(doc['options'], ensure_ascii=False)}"
+    yield f"  verbs:     {', '.join(doc['verbs'])}"
     for name, caps in doc.get("requires", {}).items():
-        print(f"  requires:  {name}: {', '.join(caps)}")
+        yield f"  requires:  {name}: {', '.join(caps)}"
     for name, verb in doc.get("subscribe", {}).items():
-        print(f"  subscribes: {name} -> {verb}")
-    print(
+        yield f"  subscribes: {name} -> {verb}"
+    yield (
         f"  mailbox:   {mailbox['waiting']}/{mailbox['size']} waiting ({mailbox['overflow']}), "
         f"admitted {mailbox['admitted']}, blocked {mailbox['blocked']}, "
         f"rejected {mailbox['rejected_full']}, dropped {mailbox['dropped']}"
     )
-    print(
+    yield (
         f"  applied {stats['applied']}, failed {stats['failed']}, restarts {stats['restarts']}, "
         f"effects {stats['effects']}, snapshots {stats['snapshots']}"
     )
     if doc.get("last_error"):
-        print(f"  last error: {doc['last_error']}")
-    return 0
+        yield f"  last error: {doc['last_error']}"
 
 
-def _cmd_reactors_command(args: argparse.Namespace, paths: Paths) -> int:
-    doc = _client(paths).call("reactors.command", {"id": args.id, "command": args.command})
-    if args.json:
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
-        print(f"{doc['id']}: {doc['state']}")
-    return 0
+def _cmd_reactors_command(args: argparse.Namespace, paths: Paths) -> Output[dict[str, Any]]:
+    params = {"id": args.id, "command": args.command}
+    doc = client(paths, timeout=CONTROL_TIMEOUT).call("reactors.command", params)
+    return Output(doc, lambda shown: [f"{shown['id']}: {shown['state']}"])
 
 
 # -- journal ------------------------------------------------------------------------------
 
 
 def _cmd_journal(args: argparse.Namespace, paths: Paths) -> int:
-    client = _client(paths)
+    control = client(paths, timeout=CONTROL_TIMEOUT)
     limit = max(1, min(args.limit, 1000))
     if args.audit:
-        for record in client.call("journal.audit", {"limit": limit})[::-1]:
-            print(json.dumps(record, ensure_ascii=False) if args.json else _audit_line(record))
+        for record in control.call("journal.audit", {"limit": limit})[::-1]:
+            print_item(record, _audit_line, as_json=args.json)
         return 0
     after = -1 if args.after is None else args.after
     while True:
         params = {"after": after, "limit": limit, "wait": 5.0 if args.follow else 0.0}
-        page = client.call("journal.tail", params)
+        page = control.call("journal.tail", params)
         for entry in page["entries"]:
-            print(json.dumps(entry, ensure_ascii=False) if args.json else _entry_line(entry))
+            print_item(entry, _entry_line, as_json=args.json)
             after = entry["seq"]
         sys.stdout.flush()
         if after < 0:
@@ -344,7 +346,7 @@ def _cmd_journal(args: argparse.Namespace, paths: Paths) -> int:
             return 0
 
 
-def _entry_line(entry: dict[str, Any]) -> str:
+def _entry_line(entry: Mapping[str, Any]) -> str:
     when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(entry["at"]))
     payload = json.dumps(entry["payload"], ensure_ascii=False, separators=(",", ":"))
     return (
@@ -353,20 +355,6 @@ def _entry_line(entry: dict[str, Any]) -> str:
     )
 
 
-def _audit_line(record: dict[str, Any]) -> str:
+def _audit_line(record: Mapping[str, Any]) -> str:
     when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record["at"]))
     return f"{when}Z  denied  {record['principal']:<12} {record['name']}: {record['reason']}"
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _client(paths: Paths, timeout: float = 15.0) -> ControlClient:
-    return ControlClient(control_socket(paths.runtime_dir), timeout=timeout)
-
-
-def print_table(table: Sequence[tuple[str, ...]]) -> None:
-    """Columns padded to their widest cell; the first row is the header."""
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for line in table:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
