@@ -34,9 +34,9 @@ from edgeagent.config import schema
 from edgeagent.config.model import Config
 from edgeagent.config.schema import Issues, Node, Where
 from edgeagent.identity import DeviceIdentity, read_identity
+from edgeagent.net.resolv import RESOLV_CONF, parse_resolv_conf
 
 SECRETS_FILE_NAME = "secrets.yaml"
-RESOLV_CONF = Path("/etc/resolv.conf")
 SECRET_TAG = "!secret"  # noqa: S105 - a YAML tag, not a password
 
 
@@ -183,16 +183,6 @@ def parse_yaml(
     if document is None:
         return None
     return _Composer(source, issues, env, secret).convert(document, "")
-
-
-def parse_resolv_conf(text: str) -> list[str]:
-    """The ``nameserver`` addresses of a resolv.conf, in order (comments skipped)."""
-    servers: list[str] = []
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(fields) >= 2 and fields[0] == "nameserver":
-            servers.append(fields[1])
-    return servers
 
 
 def substitute_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:

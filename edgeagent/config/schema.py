@@ -56,6 +56,13 @@ from edgeagent.config.model import (
 )
 from edgeagent.errors import ConfigError, InvalidKeyError
 from edgeagent.mesh.auth import parse_key
+from edgeagent.net.address import (
+    dns_name_problem,
+    format_peer,
+    format_upstream,
+    parse_peer_address,
+    parse_upstream_address,
+)
 from edgeagent.reactors.capabilities import capability_problem, principal_problem
 
 T = TypeVar("T")
@@ -760,82 +767,6 @@ def peer_parser(default_port: int) -> Parser[str]:
         return format_peer(host, port)
 
     return parse
-
-
-def parse_peer_address(text: str, default_port: int) -> tuple[str, int]:
-    """``10.0.0.7:4370``, ``[fe80::1]:4370``, ``gw.local:4370`` or a bare host -> (host, port).
-
-    The host is an IP address or a DNS name. Raises ValueError with a readable message.
-    """
-    host, port_text, bracketed = split_host_port(text)
-    if bracketed:
-        try:
-            if ipaddress.ip_address(host.split("%", 1)[0]).version != 6:
-                raise ValueError("brackets are for IPv6 addresses")
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
-    elif ":" in host:
-        raise ValueError("write an IPv6 address with its port as '[v6]:port'")
-    if not _is_ip(host) and dns_name_problem(host) is not None:
-        raise ValueError(f"{host!r} is neither an IP address nor a host name")
-    port = parse_port(port_text, default_port)
-    if _is_ip(host):
-        return str(ipaddress.ip_address(host)), port
-    return host.lower().removesuffix("."), port
-
-
-def split_host_port(text: str) -> tuple[str, str | None, bool]:
-    """``[v6]:port``, ``host:port`` or a bare host -> (host, port text or None, bracketed).
-
-    A bare text with several colons (an IPv6 address without port) comes back whole.
-    """
-    if not text.startswith("["):
-        if text.count(":") == 1:
-            host, port_text = text.split(":")
-            return host, port_text, False
-        return text, None, False
-    close = text.find("]")
-    if close < 0:
-        raise ValueError("missing ']' after the IPv6 address")
-    host, rest = text[1:close], text[close + 1 :]
-    if rest and not rest.startswith(":"):
-        raise ValueError("expected ':port' after ']'")
-    return host, (rest[1:] if rest else None), True
-
-
-def parse_port(port_text: str | None, default: int) -> int:
-    """A port from its text (1..65535), or ``default`` when there is none."""
-    if port_text is None:
-        return default
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} is not between 1 and 65535")
-    return int(port_text)
-
-
-def format_peer(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-_DNS_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
-
-
-def dns_name_problem(name: str) -> str | None:
-    """Why ``name`` is not a DNS name (labels of letters, digits, '-', '_'), or None."""
-    labels = name.removesuffix(".").split(".")
-    if not name or len(name) > 253:
-        return "must be 1-253 characters"
-    for label in labels:
-        if not _DNS_LABEL.match(label):
-            return f"label {label!r} is not 1-63 letters, digits, '-' or '_'"
-    return None
 
 
 def parse_dns_name(node: Node, path: str, issues: Issues) -> str | None:
@@ -1684,28 +1615,6 @@ def parse_ip(node: Node, path: str, issues: Issues) -> str | None:
     except ValueError:
         issues.add(node.where, path, f"{node.value!r} is not an IPv4 or IPv6 address")
         return None
-
-
-def parse_upstream_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
-    """``ip``, ``ip:port`` or ``[v6]:port`` as (address, port); port 53 when absent.
-
-    Raises ValueError with a readable message. The DNS bridge uses this to read upstreams.
-    """
-    host, port_text, bracketed = split_host_port(text)
-    if bracketed and ":" not in host:
-        raise ValueError("brackets are for IPv6 addresses")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-    return address, parse_port(port_text, 53)
-
-
-def format_upstream(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
-    """The canonical text of an upstream: the port only when it is not 53."""
-    if port == 53:
-        return str(address)
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
 def parse_upstream(node: Node, path: str, issues: Issues) -> str | None:

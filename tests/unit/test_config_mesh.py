@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from edgeagent.config.loader import load, load_config
 from edgeagent.config.model import ClusterConfig, Config, InterfacesConfig, MeshConfig
 from edgeagent.config.render import REDACTED, config_to_dict, render_yaml
-from edgeagent.config.schema import parse_peer_address
 from edgeagent.errors import ConfigError
 from edgeagent.identity import DeviceIdentity
 from edgeagent.mesh.membership import SwimTiming
 from edgeagent.mesh.service import timing_from
+from edgeagent.net.address import parse_peer_address
 
 IDENTITY = DeviceIdentity("10000000abcd2e6d")
 NO_RESOLV = Path("/nonexistent/resolv.conf")
