@@ -268,9 +268,9 @@ def test_unknown_strategy_suggests_a_known_one(tmp_path: Path) -> None:
 def test_a_strategy_from_an_installed_entry_point_is_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgeagent.config import schema
+    from edgeagent.config.sections import mesh
 
-    monkeypatch.setattr(schema, "installed_discovery_plugins", lambda: ["consul"])
+    monkeypatch.setattr(mesh, "installed_discovery_plugins", lambda: ["consul"])
     path = write(tmp_path, "mesh:\n  clusters:\n    - {strategy: consul, peers: [a:1]}\n")
     (cluster,) = config_of(path).mesh.clusters
     assert (cluster.strategy, cluster.peers) == ("consul", ("a:1",))
