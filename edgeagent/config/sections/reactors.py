@@ -201,7 +201,7 @@ def _reactor(item: Node, path: str, issues: Issues) -> ReactorConfig | None:
             )
             or ()
         )
-        if ident is not None:
+        if ident is not None and isinstance(requires_node.value, dict):
             _check_requires_keys(
                 requires_node, join_path(path, "requires"), issues, ident, subscribe
             )
