@@ -82,7 +82,9 @@ def build_config(
     )
     reader = FieldReader(root, "", ctx.issues)
     for key, section in SECTIONS.items():
+        ctx.building = section
         ctx.built[key] = section.build(reader.node(key), key, ctx)
+    ctx.building = None
     reader.finish()
     ctx.issues.raise_if_any()
     return Config(**ctx.built)

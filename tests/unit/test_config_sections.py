@@ -74,6 +74,16 @@ def test_a_section_reads_only_sections_built_before_it() -> None:
     assert mdns.SECTION.build(None, "mdns", ctx).hosts == ("edge-2e6d",)
 
 
+def test_a_section_reads_only_what_it_needs() -> None:
+    ctx = context()
+    ctx.built["device"] = device.SECTION.build(None, "device", ctx)
+    ctx.building = reactors.SECTION
+    with pytest.raises(KeyError, match="'reactors' reads 'device': add it to its needs"):
+        ctx.value(device.SECTION)
+    ctx.building = mdns.SECTION
+    assert ctx.value(device.SECTION).hostname == "edge-2e6d"
+
+
 # -- adding a section ---------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, slots=True)
 class HealthConfig:

@@ -59,9 +59,15 @@ class BuildContext:
     # Names of the installed ``edgeagent.discovery`` entry points; None: the mesh section
     # reads the package metadata.
     discovery_plugins: Callable[[], Sequence[str]] | None = None
+    # The section being built (set by ``build_config``): it may read only what it needs.
+    building: Section[Any] | None = None
 
     def value(self, section: Section[T]) -> T:
-        """The value of ``section``, which must be built already (name it in ``needs``)."""
+        """The value of ``section``, which the section being built names in its ``needs``."""
+        if self.building is not None and section.key not in self.building.needs:
+            raise KeyError(
+                f"config section {self.building.key!r} reads {section.key!r}: add it to its needs"
+            )
         if section.key not in self.built:
             raise KeyError(f"config section {section.key!r} is read before it is built")
         return cast(T, self.built[section.key])
