@@ -30,13 +30,24 @@ from typing import Any
 
 import yaml
 
-from edgeagent.config import schema
+from edgeagent.config.located import (
+    Issues,
+    Node,
+    Scalar,
+    Where,
+    did_you_mean,
+    from_plain,
+    join_path,
+    secret_paths,
+    to_plain,
+)
 from edgeagent.config.model import Config
-from edgeagent.config.schema import Issues, Node, Where
+from edgeagent.config.scalars import hostname_problem
+from edgeagent.config.schema import build_config, check_layer, merge
 from edgeagent.identity import DeviceIdentity, read_identity
+from edgeagent.net.resolv import RESOLV_CONF, parse_resolv_conf
 
 SECRETS_FILE_NAME = "secrets.yaml"
-RESOLV_CONF = Path("/etc/resolv.conf")
 SECRET_TAG = "!secret"  # noqa: S105 - a YAML tag, not a password
 
 
@@ -89,7 +100,7 @@ def load(
         identity=identity,
         issues=issues,
     )
-    config = schema.build_config(
+    config = build_config(
         state.merged,
         default_hostname=state.default_hostname,
         system_nameservers=lambda: parse_resolv_conf(_read_optional(resolv_conf)),
@@ -98,8 +109,8 @@ def load(
     return LoadedConfig(
         config=config,
         sources=tuple(state.sources),
-        raw=schema.to_plain(state.merged) or {},
-        secret_paths=schema.secret_paths(state.merged),
+        raw=to_plain(state.merged) or {},
+        secret_paths=secret_paths(state.merged),
     )
 
 
@@ -153,7 +164,7 @@ def load_layers(
         issues=issues,
     )
     issues.raise_if_any()
-    raw: dict[str, Any] = schema.to_plain(state.merged) or {}
+    raw: dict[str, Any] = to_plain(state.merged) or {}
     return raw
 
 
@@ -183,16 +194,6 @@ def parse_yaml(
     if document is None:
         return None
     return _Composer(source, issues, env, secret).convert(document, "")
-
-
-def parse_resolv_conf(text: str) -> list[str]:
-    """The ``nameserver`` addresses of a resolv.conf, in order (comments skipped)."""
-    servers: list[str] = []
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(fields) >= 2 and fields[0] == "nameserver":
-            servers.append(fields[1])
-    return servers
 
 
 def substitute_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -271,7 +272,7 @@ _SCALAR_TAGS = {
 
 
 class _Composer:
-    """Turns PyYAML nodes into schema nodes, reporting problems with file, line and key path."""
+    """Turns PyYAML nodes into located nodes, reporting problems with file, line and key path."""
 
     def __init__(
         self,
@@ -313,7 +314,7 @@ class _Composer:
                 self.issues.add(self.where(key_node), path, "keys must be plain strings")
                 continue
             key = key_node.value
-            key_path = schema.join_path(path, key)
+            key_path = join_path(path, key)
             if key == "<<":
                 self.issues.add(self.where(key_node), key_path, "YAML merge keys are not supported")
                 continue
@@ -353,7 +354,7 @@ class _Composer:
                 return Node(None, where)
             return Node(found.value, where, secret=True)
         if node.tag not in _SCALAR_TAGS:
-            hint = schema.did_you_mean(node.tag, [SECRET_TAG]) if node.tag.startswith("!") else ""
+            hint = did_you_mean(node.tag, [SECRET_TAG]) if node.tag.startswith("!") else ""
             self.issues.add(where, path, f"unsupported tag {node.tag!r}{hint}")
             return Node(None, where)
         text, tag = node.value, node.tag
@@ -367,7 +368,7 @@ class _Composer:
                 tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
         return Node(self._typed(text, tag, where, path), where)
 
-    def _typed(self, text: str, tag: str, where: Where, path: str) -> schema.Scalar:
+    def _typed(self, text: str, tag: str, where: Where, path: str) -> Scalar:
         try:
             if tag == "tag:yaml.org,2002:int":
                 return int(text.replace("_", ""), 10)
@@ -445,14 +446,14 @@ class _Layers:
         merged: Node | None = None
         for layer in layers:
             assert layer is not _MISSING
-            schema.check_layer(merged, layer, issues)
-            merged = schema.merge(merged, layer)
+            check_layer(merged, layer, issues)
+            merged = merge(merged, layer)
         # Runtime overrides are written by `edgeagent services remove`, which may tombstone a
         # service that no file has (any more): unmatched removals there are not errors.
         if overrides:
-            runtime = schema.from_plain(overrides, Where(overrides_source), issues)
-            schema.check_layer(merged, runtime, issues, removals_must_match=False)
-            merged = schema.merge(merged, runtime)
+            runtime = from_plain(overrides, Where(overrides_source), issues)
+            check_layer(merged, runtime, issues, removals_must_match=False)
+            merged = merge(merged, runtime)
             sources.append(overrides_source)
         return cls(merged, sources, default_hostname)
 
@@ -487,7 +488,7 @@ def _peek_hostname(base: Node | None) -> str | None:
     if (
         hostname is not None
         and isinstance(hostname.value, str)
-        and schema.hostname_problem(hostname.value) is None
+        and hostname_problem(hostname.value) is None
     ):
         return hostname.value
     return None
@@ -524,8 +525,7 @@ class _SecretStore:
             self.issues.add(
                 where,
                 path,
-                f"secret '{name}' is not in {secrets_path}"
-                + schema.did_you_mean(name, table.value),
+                f"secret '{name}' is not in {secrets_path}" + did_you_mean(name, table.value),
             )
             return None
         if isinstance(found.value, dict | tuple):

@@ -11,12 +11,12 @@ from edgeagent.config.loader import (
     load,
     load_config,
     load_layers,
-    parse_resolv_conf,
     substitute_env,
 )
 from edgeagent.config.model import Config, ServiceConfig
 from edgeagent.errors import ConfigError
 from edgeagent.identity import DeviceIdentity
+from edgeagent.net.resolv import parse_resolv_conf
 
 IDENTITY = DeviceIdentity("10000000abcd2e6d")
 NO_RESOLV = Path("/nonexistent/resolv.conf")

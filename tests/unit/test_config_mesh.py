@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from edgeagent.config.loader import load, load_config
 from edgeagent.config.model import ClusterConfig, Config, InterfacesConfig, MeshConfig
 from edgeagent.config.render import REDACTED, config_to_dict, render_yaml
-from edgeagent.config.schema import parse_peer_address
 from edgeagent.errors import ConfigError
 from edgeagent.identity import DeviceIdentity
 from edgeagent.mesh.membership import SwimTiming
 from edgeagent.mesh.service import timing_from
+from edgeagent.net.address import parse_peer_address
 
 IDENTITY = DeviceIdentity("10000000abcd2e6d")
 NO_RESOLV = Path("/nonexistent/resolv.conf")
@@ -268,9 +268,9 @@ def test_unknown_strategy_suggests_a_known_one(tmp_path: Path) -> None:
 def test_a_strategy_from_an_installed_entry_point_is_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgeagent.config import schema
+    from edgeagent.config.sections import mesh
 
-    monkeypatch.setattr(schema, "installed_discovery_plugins", lambda: ["consul"])
+    monkeypatch.setattr(mesh, "installed_discovery_plugins", lambda: ["consul"])
     path = write(tmp_path, "mesh:\n  clusters:\n    - {strategy: consul, peers: [a:1]}\n")
     (cluster,) = config_of(path).mesh.clusters
     assert (cluster.strategy, cluster.peers) == ("consul", ("a:1",))

@@ -319,6 +319,17 @@ ERROR_CASES = [
         "got 'counter:write' (write [counter:write])",
     ),
     (
+        "requirements not a mapping",
+        """
+        reactors:
+          - id: counter
+            type: counter
+            requires: ["counter:write"]
+        """,
+        "E:4: reactors[counter].requires: expected a mapping of each intent name to its "
+        "capabilities, got a list",
+    ),
+    (
         "subscribing to its own intents",
         """
         reactors:

@@ -26,7 +26,6 @@ from pathlib import Path
 from dnslib import EDNS0, QTYPE, RCODE, DNSError, DNSRecord
 
 from edgeagent.bridge.upstream import Forwarder, parse_upstream
-from edgeagent.config.loader import RESOLV_CONF, parse_resolv_conf
 from edgeagent.config.model import ClusterConfig
 from edgeagent.dns.names import label_to_name
 from edgeagent.dns.records import Record, RType
@@ -38,6 +37,7 @@ from edgeagent.mesh.discovery import (
     Report,
     Resolver,
 )
+from edgeagent.net.resolv import RESOLV_CONF, parse_resolv_conf
 
 log = logging.getLogger("edgeagent.mesh.discovery")
 

@@ -14,7 +14,6 @@ import ipaddress
 import logging
 
 from edgeagent.config.model import ClusterConfig
-from edgeagent.config.schema import parse_peer_address
 from edgeagent.dns.records import RType
 from edgeagent.mesh.discovery import (
     Candidate,
@@ -24,6 +23,7 @@ from edgeagent.mesh.discovery import (
     Resolver,
 )
 from edgeagent.mesh.discovery.dns import SystemResolver
+from edgeagent.net.address import parse_peer_address
 
 log = logging.getLogger("edgeagent.mesh.discovery")
 
