@@ -1,7 +1,7 @@
 """The wiring graph of the configured reactors: ``edgeagent check`` and ``edgeagent explain``.
 
 Pure: it takes a ``Config`` and a reactor type lookup and returns values. The default lookup,
-``model.find_type``, reads installed packages' entry point metadata and nothing else.
+``registry.find_type``, reads installed packages' entry point metadata and nothing else.
 
 Theory of operation
 -------------------
@@ -45,14 +45,8 @@ from typing import Any, Literal
 from edgeagent.config.model import Config, ReactorConfig
 from edgeagent.errors import PayloadError
 from edgeagent.reactors.capabilities import Policy
-from edgeagent.reactors.model import (
-    ReactorType,
-    ReactorTypeError,
-    check_intent_name,
-    find_type,
-    merge_devices,
-    resolve_name,
-)
+from edgeagent.reactors.model import ReactorType, check_intent_name, merge_devices, resolve_name
+from edgeagent.reactors.registry import ReactorTypeError, find_type
 from edgeagent.reactors.schema import did_you_mean
 
 log = logging.getLogger("edgeagent.reactors")

@@ -65,11 +65,11 @@ from edgeagent.reactors.model import (
     Log,
     ReactorType,
     SetTimer,
-    find_type,
     intent_of,
     resolve_name,
     state_json,
 )
+from edgeagent.reactors.registry import find_type
 from edgeagent.reactors.runlog import RunLog
 
 log = logging.getLogger("edgeagent.reactors")

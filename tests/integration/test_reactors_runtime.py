@@ -22,8 +22,8 @@ from edgeagent.reactors.model import (
     Intent,
     ReactorType,
     SerialWrite,
-    find_type,
 )
+from edgeagent.reactors.registry import find_type
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import Ack, ReactorRuntime, RestartPolicy, Submission
 from edgeagent.reactors.schema import Field, Schema
