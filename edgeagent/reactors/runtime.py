@@ -55,7 +55,7 @@ from edgeagent.config.model import ReactorConfig
 from edgeagent.errors import CapabilityDenied, EdgeAgentError, IntentError, LifecycleError
 from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.journal import AuditRecord, Entry, Journal, Marks, Timer
-from edgeagent.reactors.lifecycle import Command, State, takes_intents, transition
+from edgeagent.reactors.lifecycle import Command, LifecycleState, takes_intents, transition
 from edgeagent.reactors.model import (
     CancelTimer,
     Effect,
@@ -87,8 +87,9 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
-class Ack:
-    """An accepted intent: journaled (durable) and applied, one delivery per target."""
+class Receipt:
+    """The receipt for an accepted intent: journaled (durable) and applied, one delivery per
+    target. (Not the mesh's ``Ack``, which answers a SWIM ping.)"""
 
     name: str
     trace_id: str
@@ -205,7 +206,7 @@ class ReactorHost:
         self.options = options
         self.requires = dict(config.requires)
         self.subscribe = dict(config.subscribe)
-        self.lifecycle = State.UNDEPLOYED
+        self.lifecycle = LifecycleState.UNDEPLOYED
         self.state: Any = rtype.initial_state(options)
         self.seq = 0  # the last journal seq applied to ``state``
         self.mailbox: deque[_Pending] = deque()
@@ -362,7 +363,7 @@ class ReactorRuntime:
         trace_id: str | None = None,
         idempotency_key: str | None = None,
         sender: str | None = None,
-    ) -> Ack:
+    ) -> Receipt:
         """Route, check, validate, admit, journal and apply one intent (see the module doc).
 
         ``sender`` is the reactor id when a reactor emits: its own verbs skip the capability
@@ -374,9 +375,9 @@ class ReactorRuntime:
         except _Denial as denial:
             await self._deny(name, principal, denial.trace, denial.reason)
             raise
-        return Ack(name, trace, tuple([await delivery for delivery in deliveries]))
+        return Receipt(name, trace, tuple([await delivery for delivery in deliveries]))
 
-    async def submit_many(self, items: Sequence[Submission]) -> list[Ack | IntentError]:
+    async def submit_many(self, items: Sequence[Submission]) -> list[Receipt | IntentError]:
         """``submit`` for a batch, in order, answered per item (an error is returned, not
         raised): all are admitted before any is awaited, so a stream's batch costs one pass
         through the mailbox and one group commit instead of one task per intent."""
@@ -392,14 +393,14 @@ class ReactorRuntime:
                 begun.append(exc)
         for item, refused in denied:
             await self._deny(item.name, item.principal, refused.trace, refused.reason)
-        answers: list[Ack | IntentError] = []
+        answers: list[Receipt | IntentError] = []
         for item, started in zip(items, begun, strict=True):
             if isinstance(started, IntentError):
                 answers.append(started)
                 continue
             trace, deliveries = started
             try:
-                answers.append(Ack(item.name, trace, tuple([await d for d in deliveries])))
+                answers.append(Receipt(item.name, trace, tuple([await d for d in deliveries])))
             except IntentError as exc:
                 answers.append(exc)
         return answers
@@ -470,7 +471,7 @@ class ReactorRuntime:
             await self._deploy(host)
         elif wanted is Command.START:
             transition(host.lifecycle, wanted, reactor=host.id)
-            if host.lifecycle is State.FAILED:
+            if host.lifecycle is LifecycleState.FAILED:
                 host.crashes.clear()
             self._start(host)
         else:
@@ -717,7 +718,7 @@ class ReactorRuntime:
             self._restart.first_backoff * 2 ** (len(host.crashes) - 1), self._restart.max_backoff
         )
         await asyncio.sleep(delay)
-        if host.lifecycle is not State.FAILED:
+        if host.lifecycle is not LifecycleState.FAILED:
             return  # stopped or undeployed meanwhile
         await self._recover(host)
         self._set(host, transition(host.lifecycle, Command.RESTART, reactor=host.id))
@@ -892,7 +893,7 @@ class ReactorRuntime:
             raise LifecycleError(f"no reactor {reactor_id!r}; reactors: {known}")
         return host
 
-    def _set(self, host: ReactorHost, state: State) -> None:
+    def _set(self, host: ReactorHost, state: LifecycleState) -> None:
         if state is not host.lifecycle:
             old, host.lifecycle = host.lifecycle, state
             self._note(host, "lifecycle", None, old=str(old), new=str(state))
@@ -927,7 +928,7 @@ class ReactorRuntime:
 
 def _not_running(host: ReactorHost) -> str:
     hint = f"; start it with `edgeagent reactors start {host.id}`"
-    if host.lifecycle is State.FAILED and host.last_error:
+    if host.lifecycle is LifecycleState.FAILED and host.last_error:
         return f"reactor {host.id!r} is failed ({host.last_error}){hint}"
     return f"reactor {host.id!r} is {host.lifecycle}{hint}"
 

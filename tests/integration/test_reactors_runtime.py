@@ -25,7 +25,7 @@ from edgeagent.reactors.model import (
 )
 from edgeagent.reactors.registry import find_type
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import Ack, ReactorRuntime, RestartPolicy, Submission
+from edgeagent.reactors.runtime import ReactorRuntime, Receipt, RestartPolicy, Submission
 from edgeagent.reactors.schema import Field, Schema
 
 COUNTER = ReactorConfig(
@@ -298,8 +298,8 @@ async def test_submit_many_admits_a_batch_in_order_and_answers_each(tmp_path: Pa
         ]
         answers = await rt.submit_many(batch)
         kinds = [type(a).__name__ for a in answers]
-        assert kinds == ["Ack", "_Denial", "PayloadError", "IntentError", "Ack", "Ack"]
-        acks = [a for a in answers if isinstance(a, Ack)]
+        assert kinds == ["Receipt", "_Denial", "PayloadError", "IntentError", "Receipt", "Receipt"]
+        acks = [a for a in answers if isinstance(a, Receipt)]
         assert [a.deliveries[0].seq for a in acks] == [1, 2, 2]
         assert acks[2].deliveries[0].duplicate
         assert rt.show("counter")["reactor_state"] == {"count": 3}
