@@ -50,6 +50,7 @@ from edgeagent.mesh.service import MeshService, RequestContext, RequestHandler
 from edgeagent.names import AgentNames
 from edgeagent.net.coexist import other_mdns_users
 from edgeagent.reactors.capabilities import Policy
+from edgeagent.reactors.graph import line_settings
 from edgeagent.reactors.journal import Entry, Journal
 from edgeagent.reactors.model import SerialWrite
 from edgeagent.reactors.remote import (
@@ -66,7 +67,7 @@ from edgeagent.reactors.remote import (
 )
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime, Submission
-from edgeagent.serial.ports import SerialPorts, line_settings
+from edgeagent.serial.ports import SerialPorts
 from edgeagent.state import RuntimeState, StateStore
 from edgeagent.systemd import Notifier, watchdog_interval
 

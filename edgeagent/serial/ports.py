@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 ``SerialPorts.execute`` is called by the reactor runtime for each ``SerialWrite`` (the
 ``actuator`` type returns them). A port is opened the first time it is written to, with the
-line settings the reactors using it declare (``line_settings``: an actuator's ``baudrate``),
-and stays open; writes to one device keep their order (one lock per device) and run on a
-worker thread, since pyserial blocks. A write must finish within ``write_timeout`` seconds (a
-port held up by flow control would otherwise stall its reactor).
+line settings it was given for that device, and stays open. This module knows devices and
+settings only: the composition root works out which settings the reactors using a device
+declare (an actuator's ``baudrate``) and passes them in. Writes to one device keep their
+order (one lock per device) and run on a worker thread, since pyserial blocks. A write must
+finish within ``write_timeout`` seconds (a port held up by flow control would otherwise stall
+its reactor).
 
 A failure (no such device, no permission, unplugged, timed out) raises ``TransportError``
 naming the device and the cause; the runtime counts it in the reactor's ``effect_errors`` and
@@ -28,10 +30,8 @@ from typing import Any
 
 import serial
 
-from edgeagent.config.model import Config
-from edgeagent.errors import ConfigError, TransportError
-from edgeagent.reactors.graph import build_graph, device_claims, reactor_path
-from edgeagent.reactors.model import Effect, SerialWrite, merge_devices
+from edgeagent.errors import TransportError
+from edgeagent.reactors.model import Effect, SerialWrite
 from edgeagent.resource import AsyncResource
 
 log = logging.getLogger("edgeagent.serial")
@@ -110,17 +110,6 @@ class SerialPorts(AsyncResource):
         )
         log.info("serial %s: open at %d baud", device, baudrate)
         return port
-
-
-def line_settings(config: Config) -> dict[str, dict[str, Any]]:
-    """Device -> line settings from the reactors that write to serial devices (the type's
-    ``devices``: an actuator's ``baudrate``). ``ConfigError`` when two disagree on one
-    device, as ``edgeagent check`` reports it (``device-conflict``)."""
-    graph = build_graph(config)
-    settings, conflicts = merge_devices(device_claims(graph.reactors.values()))
-    if conflicts:
-        raise ConfigError([f"{reactor_path(reactor)}: {message}" for reactor, message in conflicts])
-    return settings
 
 
 def _write_all(port: serial.Serial, data: bytes) -> None:

@@ -20,11 +20,12 @@ from edgeagent.config.model import ReactorConfig
 from edgeagent.errors import ConfigError, TransportError
 from edgeagent.identity import DeviceIdentity
 from edgeagent.reactors.capabilities import Policy
+from edgeagent.reactors.graph import line_settings
 from edgeagent.reactors.journal import Journal
 from edgeagent.reactors.model import SerialWrite
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
-from edgeagent.serial.ports import SerialPorts, line_settings
+from edgeagent.serial.ports import SerialPorts
 
 BASE = load_config(
     None, identity=DeviceIdentity("10000000abcd2e6d"), env={}, resolv_conf=Path("/nonexistent")
