@@ -54,9 +54,9 @@ from edgeagent.mesh.service import (
     RequestTimeout,
     RequestTooLarge,
 )
+from edgeagent.reactors.dispatch import Receipt
 from edgeagent.reactors.model import Forward
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import Receipt
 
 PEER_METHOD = "intent.send"
 DEFAULT_TIMEOUT = 5.0

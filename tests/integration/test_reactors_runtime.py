@@ -298,7 +298,7 @@ async def test_submit_many_admits_a_batch_in_order_and_answers_each(tmp_path: Pa
         ]
         answers = await rt.submit_many(batch)
         kinds = [type(a).__name__ for a in answers]
-        assert kinds == ["Receipt", "_Denial", "PayloadError", "IntentError", "Receipt", "Receipt"]
+        assert kinds == ["Receipt", "Denial", "PayloadError", "IntentError", "Receipt", "Receipt"]
         acks = [a for a in answers if isinstance(a, Receipt)]
         assert [a.deliveries[0].seq for a in acks] == [1, 2, 2]
         assert acks[2].deliveries[0].duplicate

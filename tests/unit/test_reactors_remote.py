@@ -23,6 +23,7 @@ from edgeagent.mesh.service import (
     RequestTimeout,
     RequestTooLarge,
 )
+from edgeagent.reactors.dispatch import Delivery, Receipt
 from edgeagent.reactors.model import Forward
 from edgeagent.reactors.remote import (
     PEER_METHOD,
@@ -33,7 +34,6 @@ from edgeagent.reactors.remote import (
     serve_remote,
 )
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import Delivery, Receipt
 
 FROM_A = RequestContext(sender="aaaa", cluster="greenhouse", address=("10.0.0.1", 4370))
 
