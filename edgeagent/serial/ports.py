@@ -32,7 +32,7 @@ import serial
 
 from edgeagent.errors import TransportError
 from edgeagent.reactors.model import Effect, SerialWrite
-from edgeagent.resource import AsyncResource
+from edgeagent.resource import AsyncResource, PartState, Report
 
 log = logging.getLogger("edgeagent.serial")
 
@@ -41,7 +41,11 @@ DEFAULT_WRITE_TIMEOUT = 2.0
 
 
 class SerialPorts(AsyncResource):
-    """Open serial ports by device path; an async context manager that closes them all."""
+    """Open serial ports by device path; an async context manager that closes them all.
+
+    ``report()`` (the stats seam) gives ``stats()`` as counters; the part is ``degraded``
+    while the last write to some device failed (unplugged, say), until one succeeds again.
+    """
 
     def __init__(
         self,
@@ -54,6 +58,7 @@ class SerialPorts(AsyncResource):
         self._ports: dict[str, serial.Serial] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
+        self._failing: dict[str, str] = {}  # device -> why its last write failed
         self.writes = 0
         self.bytes_written = 0
         self.errors = 0
@@ -91,7 +96,9 @@ class SerialPorts(AsyncResource):
                 stale = self._ports.pop(device, None)
                 if stale is not None:
                     await asyncio.to_thread(_close_quietly, stale)
-                raise TransportError(f"serial {device}: {_reason(exc)}") from exc
+                reason = self._failing[device] = _reason(exc)
+                raise TransportError(f"serial {device}: {reason}") from exc
+        self._failing.pop(device, None)
         self.writes += 1
         self.bytes_written += len(data)
 
@@ -102,6 +109,24 @@ class SerialPorts(AsyncResource):
             "bytes": self.bytes_written,
             "errors": self.errors,
         }
+
+    def report(self) -> Report:
+        if self._closed:
+            state = PartState.STOPPED
+        elif self._failing:
+            state = PartState.DEGRADED
+        else:
+            state = PartState.RUNNING
+        counters = {
+            "open": len(self._ports),
+            "writes": self.writes,
+            "bytes": self.bytes_written,
+            "errors": self.errors,
+        }
+        detail: dict[str, Any] = {"open": sorted(self._ports)}
+        if self._failing:
+            detail["failing"] = dict(sorted(self._failing.items()))
+        return Report(state, counters, detail)
 
     def _open(self, device: str) -> serial.Serial:
         baudrate = int(self._settings.get(device, {}).get("baudrate", DEFAULT_BAUDRATE))
