@@ -93,6 +93,8 @@ class Submission:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """Where an accepted intent went: the reactor and the seq the journal gave it there."""
+
     reactor: str
     seq: int
     duplicate: bool = False  # the idempotency key was journaled before: not applied again
@@ -549,10 +551,10 @@ class TimerQueue:
     def fired(self, timer: ArmedTimer) -> bool:
         """``timer``'s intent has been sent. True: it is forgotten (delete its row); False:
         that intent armed the key again."""
-        slot = (timer.reactor, timer.key)
-        if self._armed.get(slot) != timer.due:
+        armed_as = (timer.reactor, timer.key)
+        if self._armed.get(armed_as) != timer.due:
             return False
-        del self._armed[slot]
+        del self._armed[armed_as]
         return True
 
 

@@ -135,7 +135,7 @@ class _Pending:
 
 class TraceIds:
     """16 hex chars: a random per-run prefix and a counter. Unique within the device's history
-    with overwhelming odds, and cheap: minting one per intent at 20k/s matters."""
+    with overwhelming odds, and cheap: one is minted per intent, on the hot path."""
 
     def __init__(self) -> None:
         self._prefix = secrets.token_hex(4)
@@ -173,8 +173,8 @@ class ReactorHost(ReactorSlot[_Pending]):
         self.since_snapshot = 0
         # Set whenever there is something to look at: intents queued, the reactor started.
         self.wakeup = asyncio.Event()
-        self.loop: Supervised | None = None
-        self.loop_runs = 0
+        self.runner: Supervised | None = None  # the reactor's loop, supervised
+        self.runs = 0  # how often the loop was started (more than once: after it raised)
         # (seq, intent, [(index, effect)]) replayed past the marks: to run again
         self.unconfirmed: list[tuple[int, Intent, list[tuple[int, Effect]]]] = []
 
@@ -524,7 +524,7 @@ class ReactorRuntime(TaskOwner):
                 seq = entry.seq
                 if seq in failed:
                     continue
-                intent = _intent_of(entry)
+                intent = _replayed_intent(entry)
                 try:
                     state, effects = handle(state, entry.verb, intent, options)
                 except Exception as exc:  # it failed live too; we died before marking it
@@ -562,19 +562,19 @@ class ReactorRuntime(TaskOwner):
 
     def _start(self, host: ReactorHost) -> None:
         self._set(host, transition(host.lifecycle, Command.START, reactor=host.id))
-        if self.running and (host.loop is None or host.loop.state is LoopState.DONE):
-            host.loop = self.supervise(partial(self._run, host), f"reactor:{host.id}")
+        if self.running and (host.runner is None or host.runner.state is LoopState.DONE):
+            host.runner = self.supervise(partial(self._run, host), f"reactor:{host.id}")
         host.wakeup.set()
 
     async def _run(self, host: ReactorHost) -> None:
         """The reactor's loop: take a batch, journal and apply it, and after a handler crash
         restart the reactor. Run again by supervision after the loop itself raised, it first
         rebuilds the state from the journal (a batch may be journaled but not applied)."""
-        if host.loop_runs:
+        if host.runs:
             await self._recover(host)
             await self._execute_replayed(host)
             host.wakeup.set()
-        host.loop_runs += 1
+        host.runs += 1
         mailbox = host.mailbox
         while True:
             await host.wakeup.wait()
@@ -868,7 +868,7 @@ def _entry_of(reactor: str, verb: str, intent: Intent) -> Entry:
     )
 
 
-def _intent_of(entry: Entry) -> Intent:
+def _replayed_intent(entry: Entry) -> Intent:
     idem = entry.idem.partition("/")[2] if entry.idem else None
     return intent_of(
         entry.name,
