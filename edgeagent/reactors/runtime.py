@@ -259,6 +259,8 @@ class ReactorRuntime(TaskOwner):
     async def start(self) -> None:
         """Deploy and start the enabled reactors (each replayed from the journal), arm the
         journal's timers, run the effects not marked done, and send first-boot starts."""
+        if self._closing:
+            raise LifecycleError("the reactor runtime was closed; build a new one to start")
         if self._started:
             return
         self._started = True

@@ -477,6 +477,8 @@ async def test_the_runtime_can_be_started_from_a_task_that_ends(tmp_path: Path) 
         assert rt.show("counter")["reactor_state"] == {"count": 1}
         await rt.close()
         await rt.close()  # idempotent
+        with pytest.raises(LifecycleError, match="was closed"):
+            await rt.start()
 
 
 async def test_restarts_count_crashes_on_the_runtimes_clock(tmp_path: Path) -> None:
