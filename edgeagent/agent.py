@@ -40,13 +40,14 @@ from edgeagent.mesh.epoch import next_epoch
 from edgeagent.mesh.service import MeshService
 from edgeagent.names import AgentNames
 from edgeagent.reactors.capabilities import Policy
+from edgeagent.reactors.graph import line_settings
 from edgeagent.reactors.journal import Journal
 from edgeagent.reactors.model import SerialWrite
 from edgeagent.reactors.remote import ForwardEffects, IntentForwarder
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
 from edgeagent.resource import TaskOwner
-from edgeagent.serial.ports import SerialPorts, line_settings
+from edgeagent.serial.ports import SerialPorts
 from edgeagent.state import RuntimeState, StateStore
 from edgeagent.systemd import Notifier, watchdog_interval
 

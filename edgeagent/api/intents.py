@@ -10,6 +10,7 @@ from typing import Any
 
 from edgeagent.api.context import AgentView
 from edgeagent.errors import ControlError
+from edgeagent.reactors.dispatch import Submission
 from edgeagent.reactors.remote import (
     DEFAULT_TIMEOUT,
     MAX_TIMEOUT,
@@ -18,7 +19,6 @@ from edgeagent.reactors.remote import (
     refusal,
     submit_answer,
 )
-from edgeagent.reactors.runtime import Submission
 
 MAX_INTENT_BATCH = 1000  # intents in one intent.send_batch request
 

@@ -1,7 +1,7 @@
 """The wiring graph of the configured reactors: ``edgeagent check`` and ``edgeagent explain``.
 
 Pure: it takes a ``Config`` and a reactor type lookup and returns values. The default lookup,
-``model.find_type``, reads installed packages' entry point metadata and nothing else.
+``registry.find_type``, reads installed packages' entry point metadata and nothing else.
 
 Theory of operation
 -------------------
@@ -31,6 +31,10 @@ Requirements nobody can hold are reported only where they are written (``require
 implicit ``<id>:<verb>`` is closed on purpose (a verb only the reactor's own timers use), and a
 reactor that nothing at all can reach is reported once, as ``unreachable``.
 
+``line_settings`` gives the serial line settings each device is opened with (the agent passes
+them to ``serial.ports.SerialPorts``, which knows devices and settings, not reactors); it
+refuses the conflicts ``check`` reports as ``device-conflict``.
+
 Paths name config keys as ``reactors[id=beat].options.emit`` and ``principals.cli``.
 """
 
@@ -43,16 +47,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edgeagent.config.model import Config, ReactorConfig
-from edgeagent.errors import PayloadError
+from edgeagent.errors import ConfigError, PayloadError
 from edgeagent.reactors.capabilities import Policy
-from edgeagent.reactors.model import (
-    ReactorType,
-    ReactorTypeError,
-    check_intent_name,
-    find_type,
-    merge_devices,
-    resolve_name,
-)
+from edgeagent.reactors.model import ReactorType, check_intent_name, merge_devices, resolve_name
+from edgeagent.reactors.registry import ReactorTypeError, find_type
 from edgeagent.reactors.schema import did_you_mean
 
 log = logging.getLogger("edgeagent.reactors")
@@ -319,6 +317,17 @@ def check_graph(config: Config, types: TypeLookup = find_type) -> list[Diagnosti
 
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.severity == "error" for d in diagnostics)
+
+
+def line_settings(config: Config, types: TypeLookup = find_type) -> dict[str, dict[str, Any]]:
+    """Device -> line settings from the reactors that write to serial devices (the type's
+    ``devices``: an actuator's ``baudrate``), for ``serial.ports.SerialPorts``. ``ConfigError``
+    when two disagree on one device, as ``edgeagent check`` reports it (``device-conflict``)."""
+    graph = build_graph(config, types)
+    settings, conflicts = merge_devices(device_claims(graph.reactors.values()))
+    if conflicts:
+        raise ConfigError([f"{reactor_path(reactor)}: {message}" for reactor, message in conflicts])
+    return settings
 
 
 def topology(config: Config, types: TypeLookup = find_type) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from types import MappingProxyType
 from edgeagent.errors import LifecycleError
 
 
-class State(StrEnum):
+class LifecycleState(StrEnum):
     UNDEPLOYED = "undeployed"
     DEPLOYED = "deployed"
     RUNNING = "running"
@@ -58,29 +58,33 @@ SUPERVISOR_COMMANDS = (Command.CRASH, Command.RESTART, Command.GIVE_UP)
 BOOT = (Command.DEPLOY, Command.START)
 
 #: state -> command -> next state; a command missing under a state is refused.
-TRANSITIONS: Mapping[State, Mapping[Command, State]] = MappingProxyType(
+TRANSITIONS: Mapping[LifecycleState, Mapping[Command, LifecycleState]] = MappingProxyType(
     {
-        State.UNDEPLOYED: MappingProxyType({Command.DEPLOY: State.DEPLOYED}),
-        State.DEPLOYED: MappingProxyType(
-            {Command.START: State.RUNNING, Command.UNDEPLOY: State.UNDEPLOYED}
+        LifecycleState.UNDEPLOYED: MappingProxyType({Command.DEPLOY: LifecycleState.DEPLOYED}),
+        LifecycleState.DEPLOYED: MappingProxyType(
+            {Command.START: LifecycleState.RUNNING, Command.UNDEPLOY: LifecycleState.UNDEPLOYED}
         ),
-        State.RUNNING: MappingProxyType({Command.STOP: State.STOPPED, Command.CRASH: State.FAILED}),
-        State.STOPPED: MappingProxyType(
-            {Command.START: State.RUNNING, Command.UNDEPLOY: State.UNDEPLOYED}
+        LifecycleState.RUNNING: MappingProxyType(
+            {Command.STOP: LifecycleState.STOPPED, Command.CRASH: LifecycleState.FAILED}
         ),
-        State.FAILED: MappingProxyType(
+        LifecycleState.STOPPED: MappingProxyType(
+            {Command.START: LifecycleState.RUNNING, Command.UNDEPLOY: LifecycleState.UNDEPLOYED}
+        ),
+        LifecycleState.FAILED: MappingProxyType(
             {
-                Command.RESTART: State.RUNNING,
-                Command.GIVE_UP: State.FAILED,
-                Command.START: State.RUNNING,
-                Command.STOP: State.STOPPED,
+                Command.RESTART: LifecycleState.RUNNING,
+                Command.GIVE_UP: LifecycleState.FAILED,
+                Command.START: LifecycleState.RUNNING,
+                Command.STOP: LifecycleState.STOPPED,
             }
         ),
     }
 )
 
 
-def transition(state: State | str, command: Command | str, *, reactor: str | None = None) -> State:
+def transition(
+    state: LifecycleState | str, command: Command | str, *, reactor: str | None = None
+) -> LifecycleState:
     """The state after ``command`` in ``state``; ``LifecycleError`` when it is not allowed.
 
     Plain strings are accepted (from the control API) and checked. ``reactor`` only names the
@@ -99,19 +103,19 @@ def transition(state: State | str, command: Command | str, *, reactor: str | Non
     return following
 
 
-def allowed(state: State | str) -> tuple[Command, ...]:
+def allowed(state: LifecycleState | str) -> tuple[Command, ...]:
     """The commands ``state`` accepts, in table order."""
     return tuple(TRANSITIONS[_state(state)])
 
 
-def takes_intents(state: State | str) -> bool:
+def takes_intents(state: LifecycleState | str) -> bool:
     """Only a running reactor takes intents; others reject them ("reactor 'x' is stopped")."""
-    return _state(state) is State.RUNNING
+    return _state(state) is LifecycleState.RUNNING
 
 
-def _state(state: State | str) -> State:
+def _state(state: LifecycleState | str) -> LifecycleState:
     try:
-        return State(state)
+        return LifecycleState(state)
     except ValueError:
-        known = ", ".join(State)
+        known = ", ".join(LifecycleState)
         raise LifecycleError(f"unknown lifecycle state {state!r}; known: {known}") from None

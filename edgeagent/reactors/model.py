@@ -1,6 +1,6 @@
-"""The reactor model: intents, effects, the ``ReactorType`` protocol and the type registry.
+"""The reactor model: intents, effects and the ``ReactorType`` protocol.
 
-Pure: no I/O besides reading installed packages' entry point metadata in ``find_type``.
+Pure: no I/O. Which type a configured name means is ``registry``'s business.
 
 Theory of operation
 -------------------
@@ -22,19 +22,11 @@ A reactor does not know its own id (one type, many reactors). An intent name in 
 that starts with ``.`` (``SetTimer("tick", 60, ".tick")``, ``Emit(".reset")``) names a verb
 of the reactor that produced the effect; the runtime turns it into ``<reactor-id>.tick``
 with ``resolve_name``. Any other name is used as it is.
-
-Registry
---------
-``builtin_types`` gives the built-in types by name; ``find_type`` also looks in the entry
-point group ``edgeagent.reactors``, where a third-party package names either a ``ReactorType``
-object or a zero-argument factory (a class, a function) that returns one. The entry point's
-name must equal the type's ``name``. Built-in names win: a third-party type cannot replace one.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.metadata
 import json
 import math
 import re
@@ -42,10 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeAlias, cast
 
-from edgeagent.errors import EdgeAgentError, IntentError, PayloadError
+from edgeagent.errors import IntentError, PayloadError
 from edgeagent.reactors.schema import Schema, check_json, did_you_mean
-
-ENTRY_POINT_GROUP = "edgeagent.reactors"
 
 # JSON values. Spelled as Any: a recursive union would force a cast on every read of
 # ``state["count"]`` in every handler, and ``state_json`` checks the shape at run time anyway.
@@ -54,10 +44,6 @@ State: TypeAlias = Any
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _INTENT_NAME = re.compile(r"\.?[^\s.]+(?:\.[^\s.]+)*")
-
-
-class ReactorTypeError(EdgeAgentError):
-    """A reactor type is unknown, or the entry point that should provide it is broken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,70 +424,6 @@ def merge_devices(
     return settings, conflicts
 
 
-# -- registry ------------------------------------------------------------------------------------
-
-
-def builtin_types() -> dict[str, ReactorType]:
-    """The built-in reactor types by name (a new dict each call)."""
-    # Imported here: the built-in modules import this module for Intent and the effects.
-    from edgeagent.reactors import builtin  # noqa: PLC0415
-
-    return {rtype.name: rtype for rtype in builtin.TYPES}
-
-
-def known_type_names() -> list[str]:
-    """Built-in and installed third-party type names, sorted; entry points are not loaded."""
-    names = set(builtin_types())
-    names.update(ep.name for ep in _entry_points())
-    return sorted(names)
-
-
-def find_type(name: str) -> ReactorType:
-    """The reactor type called ``name``: built in, or from an ``edgeagent.reactors`` entry point.
-
-    Raises ``ReactorTypeError`` for an unknown name (listing the known ones, with a
-    did-you-mean), for two installed packages that both provide ``name``, and for an entry
-    point that fails to load or does not give a reactor type (naming it and the cause).
-    """
-    builtins = builtin_types()
-    if name in builtins:
-        return builtins[name]
-    points = list(_entry_points())
-    matches = [ep for ep in points if ep.name == name]
-    if not matches:
-        known = sorted(set(builtins) | {ep.name for ep in points})
-        raise ReactorTypeError(
-            f"unknown reactor type {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
-        )
-    if len(matches) > 1:
-        where = " and ".join(_describe_entry_point(ep) for ep in matches)
-        raise ReactorTypeError(f"reactor type {name!r} is provided twice: {where}")
-    return load_entry_point(matches[0])
-
-
-def load_entry_point(ep: importlib.metadata.EntryPoint) -> ReactorType:
-    """The ``ReactorType`` an entry point names (an object, or a factory called once)."""
-    where = _describe_entry_point(ep)
-    try:
-        loaded = ep.load()
-    except Exception as exc:
-        raise ReactorTypeError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
-    if isinstance(loaded, type) or (callable(loaded) and _problems(loaded)):
-        try:
-            loaded = loaded()
-        except Exception as exc:
-            raise ReactorTypeError(
-                f"{where}: calling the factory failed: {type(exc).__name__}: {exc}"
-            ) from exc
-    problems = _problems(loaded)
-    if problems:
-        raise ReactorTypeError(f"{where} gives no reactor type: {'; '.join(problems)}")
-    rtype = cast(ReactorType, loaded)
-    if rtype.name != ep.name:
-        raise ReactorTypeError(f"{where} gives a reactor type named {rtype.name!r}")
-    return rtype
-
-
 # -- private helpers -----------------------------------------------------------------------------
 
 
@@ -550,32 +472,3 @@ class _Fields:
         unread = sorted(set(self._data) - self._read)
         if unread:
             raise ValueError(f"effect {dict(self._data)!r} has unknown keys: {', '.join(unread)}")
-
-
-def _entry_points() -> importlib.metadata.EntryPoints:
-    # Looked up through the module attribute so tests can substitute a fake distribution.
-    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-
-
-def _describe_entry_point(ep: importlib.metadata.EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    owner = f" from {dist.name} {dist.version}" if dist is not None else ""
-    return f"entry point '{ep.name} = {ep.value}' (group {ENTRY_POINT_GROUP}{owner})"
-
-
-def _problems(obj: Any) -> list[str]:
-    problems = []
-    name = getattr(obj, "name", None)
-    if not isinstance(name, str) or not name:
-        problems.append("'name' is not a non-empty str")
-    verbs = getattr(obj, "verbs", None)
-    if not isinstance(verbs, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Schema) for k, v in verbs.items()
-    ):
-        problems.append("'verbs' is not a mapping of str to Schema")
-    if not isinstance(getattr(obj, "options", None), Schema):
-        problems.append("'options' is not a Schema")
-    for method in ("initial_state", "handle"):
-        if not callable(getattr(obj, method, None)):
-            problems.append(f"{method!r} is not callable")
-    return problems

@@ -54,9 +54,9 @@ from edgeagent.mesh.service import (
     RequestTimeout,
     RequestTooLarge,
 )
+from edgeagent.reactors.dispatch import Receipt
 from edgeagent.reactors.model import Forward
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import Ack
 
 PEER_METHOD = "intent.send"
 DEFAULT_TIMEOUT = 5.0
@@ -78,7 +78,7 @@ class Submitter(Protocol):
         source: str,
         trace_id: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Ack: ...
+    ) -> Receipt: ...
 
 
 class Requester(Protocol):
@@ -181,7 +181,7 @@ async def submit_answer(
     return ack.as_json()
 
 
-def answer_of(name: str, result: Ack | IntentError) -> dict[str, Any]:
+def answer_of(name: str, result: Receipt | IntentError) -> dict[str, Any]:
     """The control API's answer for one intent: the ack, or a refusal with the step's code
     (and the payload field, for an invalid one)."""
     if isinstance(result, PayloadError):

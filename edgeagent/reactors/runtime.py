@@ -1,9 +1,11 @@
-"""The reactor runtime: routes intents, checks them, journals them, applies them, runs effects.
+"""The reactor runtime: the asyncio adapter that journals, applies and carries out intents.
 
 Theory of operation
 -------------------
 ``ReactorRuntime.submit`` is the one way in, whoever sends (the CLI over the control socket,
-MQTT, a peer, a reactor's ``Emit``, a timer). In order:
+MQTT, a peer, a reactor's ``Emit``, a timer). The rules are the dispatch core's
+(``dispatch``: route, capability, payload, mailbox, marks, restarts, timers); this module
+carries out what it decides. In order:
 
 1. **route**: the name picks reactors and verbs: ``<id>.<verb>``, or a name reactors
    ``subscribe`` to (one intent can go to several reactors);
@@ -28,34 +30,55 @@ and forwards run in tasks of their own so the reactor goes on meanwhile; they ha
 mark (``handoffs_done``), held below an intent until they have finished. A ``handle`` that
 raises leaves the state as it was (the intent is marked failed, and replay skips it); the
 reactor then goes ``failed`` and is restarted with backoff, or stays failed after
-``max_restarts`` crashes within ``restart_window`` until started again.
+``max_restarts`` crashes within ``restart_window`` (measured on the runtime's ``clock``)
+until started again.
 
 Timers are durable rows in the journal; one task fires them (a timer due while the agent was
 down fires at start). Effects the runtime cannot carry out itself (``SerialWrite``: the
 agent's ``serial.ports.SerialPorts``; ``Publish``) go to a sink registered for their type;
 without one they are counted and logged, never silently dropped.
+
+Tasks. The runtime is a ``resource.TaskOwner`` named ``reactors``: each reactor's loop
+(``edgeagent[reactors].reactor:<id>``) and the timer loop are supervised children (a loop
+that raises outside a handler, a journal that failed a write say, is logged, counted and run
+again after a backoff; a reactor loop run again first rebuilds its state from the journal),
+and each emit or forward is a one-off child. Closing refuses the senders still waiting,
+cancels every task, and writes the final marks once they have all ended. ``report()`` gives
+per-reactor counters, mailbox depths and lifecycle states.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
+import dataclasses
 import itertools
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from edgeagent.config.model import ReactorConfig
-from edgeagent.errors import CapabilityDenied, EdgeAgentError, IntentError, LifecycleError
+from edgeagent.errors import EdgeAgentError, IntentError, LifecycleError
 from edgeagent.reactors.capabilities import Policy
-from edgeagent.reactors.journal import AuditRecord, Entry, Journal, Marks, Timer
-from edgeagent.reactors.lifecycle import Command, State, takes_intents, transition
+from edgeagent.reactors.dispatch import (
+    Admission,
+    ArmedTimer,
+    Delivery,
+    Denial,
+    Dispatcher,
+    Mailbox,
+    ReactorSlot,
+    TimerQueue,
+)
+from edgeagent.reactors.dispatch import Receipt as Receipt
+from edgeagent.reactors.dispatch import RestartPolicy as RestartPolicy
+from edgeagent.reactors.dispatch import Submission as Submission
+from edgeagent.reactors.journal import AuditRecord, Entry, Journal, Timer
+from edgeagent.reactors.lifecycle import Command, LifecycleState, transition
 from edgeagent.reactors.model import (
     CancelTimer,
     Effect,
@@ -65,66 +88,18 @@ from edgeagent.reactors.model import (
     Log,
     ReactorType,
     SetTimer,
-    find_type,
     intent_of,
     resolve_name,
     state_json,
 )
+from edgeagent.reactors.registry import find_type
 from edgeagent.reactors.runlog import RunLog
+from edgeagent.resource import LoopState, Number, PartState, Report, Supervised, TaskOwner
 
 log = logging.getLogger("edgeagent.reactors")
 
 MAX_HANDOFFS_IN_FLIGHT = 256  # emits being submitted and forwards being sent, at once
-PRESSURE_HIGH = 0.8  # a mailbox this full is reported as queue pressure ...
-PRESSURE_LOW = 0.5  # ... until it drains below this
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    reactor: str
-    seq: int
-    duplicate: bool = False  # the idempotency key was journaled before: not applied again
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """An accepted intent: journaled (durable) and applied, one delivery per target."""
-
-    name: str
-    trace_id: str
-    deliveries: tuple[Delivery, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "accepted": True,
-            "intent": self.name,
-            "trace_id": self.trace_id,
-            "deliveries": [
-                {"reactor": d.reactor, "seq": d.seq, "duplicate": d.duplicate}
-                for d in self.deliveries
-            ],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """One intent offered to ``submit_many`` (``submit`` takes the same as arguments)."""
-
-    name: str
-    payload: Mapping[str, Any]
-    principal: str
-    source: str
-    trace_id: str | None = None
-    idempotency_key: str | None = None
-
-
-class _Denial(CapabilityDenied):
-    """A denial on its way to the audit trail (it carries the trace id to audit with)."""
-
-    def __init__(self, reason: str, trace: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.trace = trace
+DEFAULT_RESTART = RestartPolicy()
 
 
 class EffectSink(Protocol):
@@ -141,15 +116,6 @@ class PeerSender(Protocol):
 
 
 @dataclass(slots=True)
-class MailboxStats:
-    admitted: int = 0
-    rejected_full: int = 0
-    dropped: int = 0
-    blocked: int = 0
-    peak: int = 0
-
-
-@dataclass(slots=True)
 class ReactorStats:
     applied: int = 0
     failed: int = 0
@@ -160,14 +126,6 @@ class ReactorStats:
     snapshots: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    first_backoff: float = 0.1
-    max_backoff: float = 30.0
-    max_restarts: int = 5
-    restart_window: float = 60.0
-
-
 @dataclass(slots=True)
 class _Pending:
     intent: Intent
@@ -175,18 +133,9 @@ class _Pending:
     future: asyncio.Future[Delivery]
 
 
-@dataclass(order=True, slots=True)
-class _Armed:
-    due: float
-    reactor: str = field(compare=False)
-    key: str = field(compare=False)
-    name: str = field(compare=False)
-    payload: Mapping[str, Any] = field(compare=False)
-
-
 class TraceIds:
     """16 hex chars: a random per-run prefix and a counter. Unique within the device's history
-    with overwhelming odds, and cheap: minting one per intent at 20k/s matters."""
+    with overwhelming odds, and cheap: one is minted per intent, on the hot path."""
 
     def __init__(self) -> None:
         self._prefix = secrets.token_hex(4)
@@ -196,42 +145,38 @@ class TraceIds:
         return f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}"
 
 
-class ReactorHost:
-    """One reactor: its state, lifecycle, mailbox and counters. The runtime drives it."""
+class ReactorHost(ReactorSlot[_Pending]):
+    """One reactor: what the dispatch core keeps for it (``ReactorSlot``: lifecycle, mailbox,
+    marks, crashes) and what the runtime adds: its type, state, counters and task."""
 
-    def __init__(self, config: ReactorConfig, rtype: ReactorType, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: ReactorConfig,
+        rtype: ReactorType,
+        options: dict[str, Any],
+        restart: RestartPolicy,
+    ) -> None:
+        super().__init__(
+            config.id,
+            rtype.verbs,
+            requires=dict(config.requires),
+            subscribe=dict(config.subscribe),
+            mailbox=Mailbox(config.mailbox, config.overflow),
+            restart=restart,
+        )
         self.config = config
         self.rtype = rtype
         self.options = options
-        self.requires = dict(config.requires)
-        self.subscribe = dict(config.subscribe)
-        self.lifecycle = State.UNDEPLOYED
         self.state: Any = rtype.initial_state(options)
         self.seq = 0  # the last journal seq applied to ``state``
-        self.mailbox: deque[_Pending] = deque()
-        self.mailbox_stats = MailboxStats()
         self.stats = ReactorStats()
-        self.crashes: deque[float] = deque()
-        self.last_error = ""
         self.since_snapshot = 0
-        self.pressure = False
+        # Set whenever there is something to look at: intents queued, the reactor started.
         self.wakeup = asyncio.Event()
-        # Intents of senders blocked by a full mailbox (overflow: block), oldest first; they
-        # move into the mailbox as it drains, so each sender just awaits its own future. Its
-        # length is bounded by the senders themselves, each waiting on one intent.
-        self.blocked: deque[_Pending] = deque()
-        self.task: asyncio.Task[None] | None = None
+        self.runner: Supervised | None = None  # the reactor's loop, supervised
+        self.runs = 0  # how often the loop was started (more than once: after it raised)
         # (seq, intent, [(index, effect)]) replayed past the marks: to run again
         self.unconfirmed: list[tuple[int, Intent, list[tuple[int, Effect]]]] = []
-        # seq -> effects of that intent handed to a task (emits, forwards) not finished yet.
-        # The handoffs_done mark stays below the lowest of them.
-        self.handoffs: dict[int, int] = {}
-        self.effects_run = 0  # every effect up to this seq has run or been handed off
-        self.marked = Marks(0, 0)  # as last written
-
-    @property
-    def id(self) -> str:
-        return self.config.id
 
     def describe(self, *, with_state: bool = False) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -239,15 +184,9 @@ class ReactorHost:
             "type": self.rtype.name,
             "state": str(self.lifecycle),
             "seq": self.seq,
-            "mailbox": {
-                "size": self.config.mailbox,
-                "overflow": self.config.overflow,
-                "waiting": len(self.mailbox),
-                "blocked_senders": len(self.blocked),
-                **_asdict(self.mailbox_stats),
-            },
+            "mailbox": self.mailbox.document(),
             "stats": _asdict(self.stats),
-            "verbs": sorted(self.rtype.verbs),
+            "verbs": sorted(self.verbs),
             "subscribe": self.subscribe,
             "last_error": self.last_error,
         }
@@ -257,9 +196,27 @@ class ReactorHost:
             doc["requires"] = {name: list(caps) for name, caps in sorted(self.requires.items())}
         return doc
 
+    def counters(self) -> dict[str, Number]:
+        mailbox = self.mailbox
+        return {
+            "accepted": mailbox.stats.admitted,
+            **_asdict(self.stats),
+            "waiting": len(mailbox.waiting),
+            "blocked_senders": len(mailbox.blocked),
+            "rejected_full": mailbox.stats.rejected_full,
+            "dropped": mailbox.stats.dropped,
+            "handoffs_in_flight": self.effect_marks.in_flight,
+            "seq": self.seq,
+        }
 
-class ReactorRuntime:
-    """Every configured reactor, the router in front of them and the timers behind them."""
+
+class ReactorRuntime(TaskOwner):
+    """Every configured reactor, the router in front of them and the timers behind them.
+
+    ``fatal``: a task of the runtime that fails outside its supervised loops (a bug in an
+    emit or forward) ends the runtime's tasks and, by default, asks the composition root to
+    stop the agent (``TaskOwner.failed``), as an unexpected crash always did.
+    """
 
     def __init__(
         self,
@@ -272,35 +229,42 @@ class ReactorRuntime:
         peers: PeerSender | None = None,
         clock: Callable[[], float] = time.time,
         max_batch: int = 1024,
-        restart: RestartPolicy = RestartPolicy(),
+        restart: RestartPolicy = DEFAULT_RESTART,
         types: Callable[[str], ReactorType] = find_type,
+        fatal: bool = True,
     ) -> None:
-        self._policy = policy
+        super().__init__("reactors", fatal=fatal)
         self._journal = journal
         self._run_log = run_log
         self._sinks = dict(sinks or {})
         self._peers = peers
         self._clock = clock
         self._max_batch = max_batch
-        self._restart = restart
-        self._hosts: dict[str, ReactorHost] = {}
-        self._routes: dict[str, list[tuple[ReactorHost, str]]] = {}
+        hosts = []
         for config in reactors:
             rtype = types(config.type)
             options = rtype.options.validate(dict(config.options), path="options")
-            self._hosts[config.id] = ReactorHost(config, rtype, options)
-        self._tasks: asyncio.TaskGroup | None = None
-        self._children: set[asyncio.Task[None]] = set()  # cancelled at close
-        self._timers: list[_Armed] = []
-        self._timer_keys: dict[tuple[str, str], float] = {}
+            hosts.append(ReactorHost(config, rtype, options, restart))
+        self._dispatch: Dispatcher[ReactorHost] = Dispatcher(policy, hosts)
+        self._hosts = {host.id: host for host in hosts}
+        self._children: set[asyncio.Task[Any]] = set()  # cancelled first at close
+        self._timers = TimerQueue()
         self._timer_change = asyncio.Event()
         self._handoff_room = asyncio.Semaphore(MAX_HANDOFFS_IN_FLIGHT)
         self._trace_ids = TraceIds()
+        self._started = False
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def __aenter__(self) -> ReactorRuntime:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
+    async def start(self) -> None:
+        """Deploy and start the enabled reactors (each replayed from the journal), arm the
+        journal's timers, run the effects not marked done, and send first-boot starts."""
+        if self._closing:
+            raise LifecycleError("the reactor runtime was closed; build a new one to start")
+        if self._started:
+            return
+        self._started = True
+        await self.start_tasks()
         try:
             for host in self._hosts.values():
                 if host.config.enabled:
@@ -308,48 +272,79 @@ class ReactorRuntime:
                     self._start(host)
             for timer in await self._journal.timers():
                 self._arm(timer.reactor, timer.key, timer.due, timer.name, timer.payload)
-            self._spawn(self._run_timers(), "edgeagent[reactors].timers")
+            self.supervise(self._run_timers, "timers")
             for host in self._hosts.values():
                 await self._execute_replayed(host)
             for host in self._hosts.values():
                 await self._first_start(host)
-        except BaseException as exc:
-            await self._close_tasks(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            await self.close()
             raise
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close_tasks(exc_type, exc, tb)
-
-    async def _close_tasks(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tasks, self._tasks = self._tasks, None
-        if tasks is None:
+    async def close(self) -> None:
+        """Refuse the senders still waiting, cancel every task, and once they have all ended
+        write the final marks. Idempotent."""
+        if not self._started or self._closing:
             return
+        self._closing = True
         for host in self._hosts.values():
             self._refuse_waiting(host, "the agent is stopping")
         # Reactor tasks may be mid-commit: what got journaled is replayed at the next start.
-        # No await until they are cancelled: with no task group left, they could not spawn.
+        # Every child is cancelled before anything awaits, so none runs on and spawns into
+        # a group that is closing.
         for task in list(self._children):
             task.cancel()
         try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await tasks.__aexit__(exc_type, exc, tb)
+            await self.stop_tasks()
         finally:
             # Every task has ended: emits and forwards that finished since the last batch
             # are not to be run again (cancelled ones are, and the marks stay below them).
             for host in self._hosts.values():
                 with contextlib.suppress(EdgeAgentError):
                     await self._mark_effects_done(host)
+
+    def spawn(
+        self, work: Coroutine[Any, Any, Any], what: str, *, isolated: bool = False
+    ) -> asyncio.Task[Any]:
+        """``TaskOwner.spawn``, keeping the task so ``close`` can cancel it first."""
+        task = super().spawn(work, what, isolated=isolated)
+        self._children.add(task)
+        task.add_done_callback(self._children.discard)
+        return task
+
+    # -- the stats seam ------------------------------------------------------------------------
+    def counters(self) -> Mapping[str, Number]:
+        """Totals over the reactors, then ``<reactor>.<counter>`` for each."""
+        hosts = self._hosts.values()
+        per = {host.id: host.counters() for host in hosts}
+        totals: dict[str, Number] = {
+            "reactors": len(per),
+            "reactors_running": sum(h.lifecycle is LifecycleState.RUNNING for h in hosts),
+            "reactors_failed": sum(h.lifecycle is LifecycleState.FAILED for h in hosts),
+            "timers_armed": len(self._timers),
+        }
+        for name in ("accepted", "applied", "failed", "effect_errors", "waiting"):
+            totals[name] = sum(counters[name] for counters in per.values())
+        for reactor, counters in per.items():
+            totals.update({f"{reactor}.{name}": value for name, value in counters.items()})
+        return totals
+
+    def detail(self) -> Mapping[str, Any]:
+        return {
+            "reactors": {
+                host.id: {"state": str(host.lifecycle), "last_error": host.last_error}
+                for host in self._hosts.values()
+            }
+        }
+
+    def report(self) -> Report:
+        """``TaskOwner.report``; a failed reactor (given up on) makes the runtime degraded."""
+        report = super().report()
+        if report.state is PartState.RUNNING and any(
+            host.lifecycle is LifecycleState.FAILED for host in self._hosts.values()
+        ):
+            return dataclasses.replace(report, state=PartState.DEGRADED)
+        return report
 
     # -- the way in ----------------------------------------------------------------------------
     async def submit(
@@ -362,7 +357,7 @@ class ReactorRuntime:
         trace_id: str | None = None,
         idempotency_key: str | None = None,
         sender: str | None = None,
-    ) -> Ack:
+    ) -> Receipt:
         """Route, check, validate, admit, journal and apply one intent (see the module doc).
 
         ``sender`` is the reactor id when a reactor emits: its own verbs skip the capability
@@ -371,35 +366,35 @@ class ReactorRuntime:
         item = Submission(name, payload or {}, principal, source, trace_id, idempotency_key)
         try:
             trace, deliveries = self._begin(item, sender)
-        except _Denial as denial:
+        except Denial as denial:
             await self._deny(name, principal, denial.trace, denial.reason)
             raise
-        return Ack(name, trace, tuple([await delivery for delivery in deliveries]))
+        return Receipt(name, trace, tuple([await delivery for delivery in deliveries]))
 
-    async def submit_many(self, items: Sequence[Submission]) -> list[Ack | IntentError]:
+    async def submit_many(self, items: Sequence[Submission]) -> list[Receipt | IntentError]:
         """``submit`` for a batch, in order, answered per item (an error is returned, not
         raised): all are admitted before any is awaited, so a stream's batch costs one pass
         through the mailbox and one group commit instead of one task per intent."""
         begun: list[tuple[str, list[asyncio.Future[Delivery]]] | IntentError] = []
-        denied: list[tuple[Submission, _Denial]] = []
+        denied: list[tuple[Submission, Denial]] = []
         for item in items:  # no await in here: the batch is admitted in its own order
             try:
                 begun.append(self._begin(item, None))
-            except _Denial as denial:
+            except Denial as denial:
                 denied.append((item, denial))
                 begun.append(denial)
             except IntentError as exc:
                 begun.append(exc)
         for item, refused in denied:
             await self._deny(item.name, item.principal, refused.trace, refused.reason)
-        answers: list[Ack | IntentError] = []
+        answers: list[Receipt | IntentError] = []
         for item, started in zip(items, begun, strict=True):
             if isinstance(started, IntentError):
                 answers.append(started)
                 continue
             trace, deliveries = started
             try:
-                answers.append(Ack(item.name, trace, tuple([await d for d in deliveries])))
+                answers.append(Receipt(item.name, trace, tuple([await d for d in deliveries])))
             except IntentError as exc:
                 answers.append(exc)
         return answers
@@ -408,21 +403,15 @@ class ReactorRuntime:
         self, item: Submission, sender: str | None
     ) -> tuple[str, list[asyncio.Future[Delivery]]]:
         """Everything up to admission, without awaiting: the trace id and one future per
-        target. Raises ``_Denial`` (to be audited by the caller) or another ``IntentError``."""
+        target. Raises ``Denial`` (to be audited by the caller) or another ``IntentError``."""
+        if self._closing or not self.running:
+            raise _stopped("the reactor runtime is not running")
         name = item.name
-        targets = self._route(name)
+        targets = self._dispatch.route(name)
         trace = item.trace_id or self._trace_ids.next()
-        body = dict(item.payload)
-        admitted: list[tuple[ReactorHost, str, dict[str, Any]]] = []
-        for host, verb in targets:
-            if host.id != sender:
-                required = host.requires.get(name, (f"{host.id}:{verb}",))
-                decision = self._policy.decide(item.principal, required)
-                if not decision.allowed:
-                    raise _Denial(decision.reason, trace)
-            if not takes_intents(host.lifecycle):
-                raise IntentError(_not_running(host))
-            admitted.append((host, verb, host.rtype.verbs[verb].validate(body)))
+        admitted = self._dispatch.check(
+            name, targets, item.payload, principal=item.principal, sender=sender, trace=trace
+        )
         at = self._clock()
         return trace, [
             self._admit(
@@ -445,18 +434,15 @@ class ReactorRuntime:
         return [host.describe() for host in self._hosts.values()]
 
     def show(self, reactor_id: str) -> dict[str, Any]:
-        return self._host(reactor_id).describe(with_state=True)
+        return self._dispatch.slot(reactor_id).describe(with_state=True)
 
     def routes(self) -> dict[str, list[str]]:
         """Intent name -> ``<reactor>.<verb>`` targets (for ``explain``)."""
-        return {
-            name: [f"{host.id}.{verb}" for host, verb in targets]
-            for name, targets in sorted(self._routes.items())
-        }
+        return self._dispatch.routes()
 
     async def command(self, reactor_id: str, command: str) -> dict[str, Any]:
         """``start`` / ``stop`` / ``deploy`` / ``undeploy`` from the CLI or control API."""
-        host = self._host(reactor_id)
+        host = self._dispatch.slot(reactor_id)
         try:
             wanted = Command(command)
         except ValueError:
@@ -470,72 +456,41 @@ class ReactorRuntime:
             await self._deploy(host)
         elif wanted is Command.START:
             transition(host.lifecycle, wanted, reactor=host.id)
-            if host.lifecycle is State.FAILED:
-                host.crashes.clear()
+            if host.lifecycle is LifecycleState.FAILED:
+                host.restart_budget.reset()
             self._start(host)
         else:
             # The task finishes the batch it holds (journaled intents must be applied) and
             # then idles; intents still waiting are refused.
             self._set(host, transition(host.lifecycle, wanted, reactor=host.id))
-            self._refuse_waiting(host, _not_running(host))
+            self._refuse_waiting(host, host.not_running())
             if wanted is Command.UNDEPLOY:
-                self._unroute(host)
+                self._dispatch.close_routes(host)
         return host.describe()
 
-    # -- routing and admission -----------------------------------------------------------------
-    def _route(self, name: str) -> list[tuple[ReactorHost, str]]:
-        targets = self._routes.get(name)
-        if targets:
-            return targets
-        reactor_id, _, verb = name.partition(".")
-        host = self._hosts.get(reactor_id)
-        if host is not None and verb:
-            if verb not in host.rtype.verbs:
-                verbs = ", ".join(sorted(host.rtype.verbs))
-                raise IntentError(f"reactor {reactor_id!r} has no verb {verb!r}; verbs: {verbs}")
-            raise IntentError(_not_running(host))
-        known = ", ".join(sorted(self._routes)) or "none"
-        raise IntentError(f"no reactor takes {name!r}; known intents: {known}")
-
+    # -- admission -----------------------------------------------------------------------------
     def _admit(self, host: ReactorHost, intent: Intent, verb: str) -> asyncio.Future[Delivery]:
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        pending = _Pending(intent, verb, future)
-        stats = host.mailbox_stats
-        if host.blocked or len(host.mailbox) >= host.config.mailbox:
-            policy = host.config.overflow
-            if policy == "reject":
-                stats.rejected_full += 1
-                self._note(host, "mailbox_full", intent.context.trace_id, policy=policy)
-                error = IntentError(f"reactor {host.id!r} mailbox is full ({host.config.mailbox})")
-                error.code = "full"
-                raise error
-            if policy == "drop-oldest":
-                oldest = host.mailbox.popleft()
-                stats.dropped += 1
-                dropped = IntentError(
-                    f"dropped: reactor {host.id!r} mailbox was full (drop-oldest)"
-                )
-                dropped.code = "dropped"
-                if not oldest.future.done():
-                    oldest.future.set_exception(dropped)
-                self._note(host, "dropped", oldest.intent.context.trace_id)
-            else:
-                stats.blocked += 1
-                host.blocked.append(pending)
-                return future
-        self._enqueue(host, pending)
-        return future
-
-    def _enqueue(self, host: ReactorHost, pending: _Pending) -> None:
-        host.mailbox.append(pending)
-        stats = host.mailbox_stats
-        stats.admitted += 1
-        stats.peak = max(stats.peak, len(host.mailbox))
-        fill = len(host.mailbox) / host.config.mailbox
-        if not host.pressure and fill >= PRESSURE_HIGH:
-            host.pressure = True
-            self._note(host, "queue_pressure", None, waiting=len(host.mailbox))
+        offered = host.mailbox.offer(_Pending(intent, verb, future))
+        admission = offered.admission
+        if admission is Admission.REJECTED:
+            self._note(host, "mailbox_full", intent.context.trace_id, policy=host.config.overflow)
+            error = IntentError(f"reactor {host.id!r} mailbox is full ({host.config.mailbox})")
+            error.code = "full"
+            raise error
+        if admission is Admission.BLOCKED:
+            return future
+        if offered.dropped is not None:
+            oldest = offered.dropped
+            dropped = IntentError(f"dropped: reactor {host.id!r} mailbox was full (drop-oldest)")
+            dropped.code = "dropped"
+            if not oldest.future.done():
+                oldest.future.set_exception(dropped)
+            self._note(host, "dropped", oldest.intent.context.trace_id)
+        if offered.pressure is not None:
+            self._note(host, "queue_pressure", None, waiting=offered.pressure)
         host.wakeup.set()
+        return future
 
     async def _deny(self, name: str, principal: str, trace: str, reason: str) -> None:
         record = AuditRecord(self._clock(), principal, name, reason, trace)
@@ -552,7 +507,7 @@ class ReactorRuntime:
         """Rebuild the state from the latest snapshot and the journal after it."""
         self._set(host, transition(host.lifecycle, Command.DEPLOY, reactor=host.id))
         await self._recover(host)
-        self._reroute(host)
+        self._dispatch.open_routes(host)
 
     async def _recover(self, host: ReactorHost) -> None:
         """Snapshot plus replay; effects not marked done are kept for ``_execute_replayed``."""
@@ -563,32 +518,26 @@ class ReactorRuntime:
             seq, state = snapshot
         failed = await self._journal.failed_seqs(host.id)
         marks = await self._journal.marks(host.id)
-        host.marked = host.marked.join(marks)
-        # What this process already ran (or handed off) is not run again when a crashed
-        # handler makes the reactor recover; the marks cover what an earlier process ran.
-        done = max(marks.effects, host.effects_run)
-        handed = max(marks.handoffs, host.effects_run)
+        rerun = host.effect_marks.recovered(marks.effects, marks.handoffs)
         # The replay loop: a million intents take seconds, so names are bound once here.
-        handle, options, settled = host.rtype.handle, host.options, min(done, handed)
+        handle, options, settled, again_of = (
+            host.rtype.handle, host.options, rerun.settled, rerun.again
+        )  # fmt: skip
         async for batch in self._journal.replay(host.id, seq):
             for entry in batch:
                 seq = entry.seq
                 if seq in failed:
                     continue
-                intent = _intent_of(entry)
+                intent = _replayed_intent(entry)
                 try:
                     state, effects = handle(state, entry.verb, intent, options)
                 except Exception as exc:  # it failed live too; we died before marking it
                     log.debug("replay of %s seq %d failed again: %r", host.id, entry.seq, exc)
                     continue
                 if effects and seq > settled:
-                    again = [
-                        (index, effect)
-                        for index, effect in enumerate(effects)
-                        if entry.seq > (handed if _handed_off(effect) else done)
-                    ]
+                    again = again_of(seq, effects)
                     if again:
-                        host.unconfirmed.append((entry.seq, intent, again))
+                        host.unconfirmed.append((seq, intent, again))
         host.state, host.seq = state, seq
         host.since_snapshot = 0
 
@@ -597,7 +546,7 @@ class ReactorRuntime:
         work, host.unconfirmed = host.unconfirmed, []
         for seq, intent, effects in work:
             await self._execute(host, seq, intent, effects)
-        host.effects_run = host.seq
+        host.effect_marks.ran_through(host.seq)
         if work:
             await self._mark_effects_done(host)
 
@@ -605,7 +554,7 @@ class ReactorRuntime:
         """A reactor whose type has a ``start`` verb gets ``<id>.start`` once, the first time
         it runs (nothing journaled for it yet): how a schedule arms its first timer. Later
         boots need nothing: its timers are in the journal."""
-        if host.seq or "start" not in host.rtype.verbs or not takes_intents(host.lifecycle):
+        if host.seq or "start" not in host.verbs or host.lifecycle is not LifecycleState.RUNNING:
             return
         try:
             await self.submit(
@@ -617,33 +566,43 @@ class ReactorRuntime:
 
     def _start(self, host: ReactorHost) -> None:
         self._set(host, transition(host.lifecycle, Command.START, reactor=host.id))
-        if self._tasks is not None and (host.task is None or host.task.done()):
-            host.task = self._spawn(self._run(host), f"edgeagent[reactor:{host.id}]")
+        if self.running and (host.runner is None or host.runner.state is LoopState.DONE):
+            host.runner = self.supervise(partial(self._run, host), f"reactor:{host.id}")
         host.wakeup.set()
 
-    def _spawn(self, work: Any, name: str) -> asyncio.Task[None]:
-        assert self._tasks is not None
-        task: asyncio.Task[None] = self._tasks.create_task(work, name=name)
-        self._children.add(task)
-        task.add_done_callback(self._children.discard)
-        return task
-
     async def _run(self, host: ReactorHost) -> None:
+        """The reactor's loop: take a batch, journal and apply it, and after a handler crash
+        restart the reactor. Run again by supervision after the loop itself raised, it first
+        rebuilds the state from the journal (a batch may be journaled but not applied)."""
+        if host.runs:
+            await self._recover(host)
+            await self._execute_replayed(host)
+            host.wakeup.set()
+        host.runs += 1
+        mailbox = host.mailbox
         while True:
             await host.wakeup.wait()
             host.wakeup.clear()
-            while host.mailbox and takes_intents(host.lifecycle):
-                batch = [
-                    host.mailbox.popleft() for _ in range(min(len(host.mailbox), self._max_batch))
-                ]
-                while host.blocked and len(host.mailbox) < host.config.mailbox:
-                    self._enqueue(host, host.blocked.popleft())
-                if host.pressure and len(host.mailbox) <= PRESSURE_LOW * host.config.mailbox:
-                    host.pressure = False
-                    self._note(host, "queue_pressure_cleared", None, waiting=len(host.mailbox))
-                crashed = await self._apply_batch(host, batch)
+            while mailbox.waiting and host.lifecycle is LifecycleState.RUNNING:
+                taken = mailbox.take(self._max_batch)
+                if taken.moved:
+                    host.wakeup.set()
+                if taken.pressure is not None:
+                    self._note(host, "queue_pressure", None, waiting=taken.pressure)
+                if taken.relieved is not None:
+                    self._note(host, "queue_pressure_cleared", None, waiting=taken.relieved)
+                try:
+                    crashed = await self._apply_batch(host, taken.batch)
+                except Exception as exc:
+                    reason = (
+                        f"reactor {host.id!r} failed applying it ({exc!r}); it may be journaled"
+                    )
+                    for pending in taken.batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(IntentError(reason))
+                    raise
                 if crashed:
-                    await self._supervise(host)
+                    await self._after_crash(host)
                     break
 
     async def _apply_batch(self, host: ReactorHost, batch: list[_Pending]) -> bool:
@@ -689,7 +648,7 @@ class ReactorRuntime:
         for pending, seq, effects in work:
             await self._execute(host, seq, pending.intent, enumerate(effects))
             _resolve(pending, Delivery(host.id, seq))
-        host.effects_run = host.seq
+        host.effect_marks.ran_through(host.seq)
         if work:
             await self._mark_effects_done(host)
         if host.since_snapshot >= host.config.snapshot_every:
@@ -702,22 +661,17 @@ class ReactorRuntime:
             host.since_snapshot = 0
         return crashed
 
-    async def _supervise(self, host: ReactorHost) -> None:
-        """A handler raised: go failed, rebuild from the journal and restart with backoff."""
+    async def _after_crash(self, host: ReactorHost) -> None:
+        """A handler raised: go failed, then rebuild from the journal and restart after the
+        backoff the restart budget gives, or stay failed when it gives up."""
         self._set(host, transition(host.lifecycle, Command.CRASH, reactor=host.id))
-        now = time.monotonic()
-        host.crashes.append(now)
-        while host.crashes and now - host.crashes[0] > self._restart.restart_window:
-            host.crashes.popleft()
-        if len(host.crashes) > self._restart.max_restarts:
-            self._refuse_waiting(host, _not_running(host))
-            self._note(host, "gave_up", None, crashes=len(host.crashes))
+        verdict = host.restart_budget.crashed(self._clock())
+        if verdict.delay is None:
+            self._refuse_waiting(host, host.not_running())
+            self._note(host, "gave_up", None, crashes=verdict.crashes)
             return
-        delay = min(
-            self._restart.first_backoff * 2 ** (len(host.crashes) - 1), self._restart.max_backoff
-        )
-        await asyncio.sleep(delay)
-        if host.lifecycle is not State.FAILED:
+        await asyncio.sleep(verdict.delay)
+        if host.lifecycle is not LifecycleState.FAILED:
             return  # stopped or undeployed meanwhile
         await self._recover(host)
         self._set(host, transition(host.lifecycle, Command.RESTART, reactor=host.id))
@@ -759,7 +713,7 @@ class ReactorRuntime:
             self._arm(host.id, effect.key, due, name, effect.payload)
         elif isinstance(effect, CancelTimer):
             await self._journal.cancel_timer(host.id, effect.key)
-            self._timer_keys.pop((host.id, effect.key), None)
+            self._timers.cancel(host.id, effect.key)
             self._timer_change.set()
         elif isinstance(effect, Log):
             level = logging.getLevelName(effect.level.upper())
@@ -812,7 +766,8 @@ class ReactorRuntime:
         except BaseException:
             work.close()
             raise
-        host.handoffs[seq] = host.handoffs.get(seq, 0) + 1
+        marks = host.effect_marks
+        marks.handing_off(seq)
 
         async def run() -> None:
             try:
@@ -820,52 +775,43 @@ class ReactorRuntime:
             finally:
                 self._handoff_room.release()
             # Not reached when cancelled (the agent stopping): that effect is not done.
-            left = host.handoffs[seq] - 1
-            if left:
-                host.handoffs[seq] = left
-            else:
-                del host.handoffs[seq]
+            marks.handoff_finished(seq)
 
-        self._spawn(run(), f"edgeagent[reactor:{host.id}].{what}")
+        self.spawn(run(), f"reactor:{host.id}.{what}")
 
     async def _mark_effects_done(self, host: ReactorHost) -> None:
-        """Advance the marks as far as finished effects allow. They are separate so that a
-        forward retrying for a minute holds back only the re-run of emits and forwards (which
-        their keys make harmless), not of serial writes and timers."""
-        ran = host.effects_run
-        handed = min(ran, min(host.handoffs) - 1) if host.handoffs else ran
-        if ran > host.marked.effects or handed > host.marked.handoffs:
-            await self._journal.mark_effects_done(host.id, ran, handoffs=handed)
-            host.marked = host.marked.join(Marks(ran, handed))
+        """Advance the journal's marks as far as finished effects allow (``EffectMarks``)."""
+        due = host.effect_marks.due()
+        if due is not None:
+            effects, handoffs = due
+            await self._journal.mark_effects_done(host.id, effects, handoffs=handoffs)
+            host.effect_marks.written(effects, handoffs)
 
     # -- timers --------------------------------------------------------------------------------
     def _arm(
         self, reactor: str, key: str, due: float, name: str, payload: Mapping[str, Any]
     ) -> None:
-        self._timer_keys[(reactor, key)] = due
-        heapq.heappush(self._timers, _Armed(due, reactor, key, name, dict(payload)))
+        self._timers.arm(reactor, key, due, name, payload)
         self._timer_change.set()
 
     async def _run_timers(self) -> None:
+        timers = self._timers
         while True:
             self._timer_change.clear()
-            while (
-                self._timers
-                and self._timer_keys.get((self._timers[0].reactor, self._timers[0].key))
-                != self._timers[0].due
-            ):
-                heapq.heappop(self._timers)  # cancelled or replaced
-            wait = None if not self._timers else self._timers[0].due - self._clock()
-            if wait is not None and wait <= 0:
-                armed = heapq.heappop(self._timers)
-                await self._fire(armed)
-                continue
+            wait = None
+            next_due = timers.next_due()
+            if next_due is not None:
+                now = self._clock()
+                armed = timers.due(now)
+                if armed is not None:
+                    await self._fire(armed)
+                    continue
+                wait = next_due - now
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._timer_change.wait()
 
-    async def _fire(self, armed: _Armed) -> None:
-        slot = (armed.reactor, armed.key)
+    async def _fire(self, armed: ArmedTimer) -> None:
         try:
             await self.submit(
                 armed.name,
@@ -880,56 +826,29 @@ class ReactorRuntime:
             if self._run_log is not None:
                 self._run_log.write("timer_refused", reactor=armed.reactor, key=armed.key,
                                     error=str(exc))  # fmt: skip
-        if self._timer_keys.get(slot) == armed.due:  # not re-armed by the intent it sent
-            del self._timer_keys[slot]
+        if self._timers.fired(armed):  # not re-armed by the intent it sent
             await self._journal.cancel_timer(armed.reactor, armed.key)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _host(self, reactor_id: str) -> ReactorHost:
-        host = self._hosts.get(reactor_id)
-        if host is None:
-            known = ", ".join(sorted(self._hosts)) or "none"
-            raise LifecycleError(f"no reactor {reactor_id!r}; reactors: {known}")
-        return host
-
-    def _set(self, host: ReactorHost, state: State) -> None:
+    def _set(self, host: ReactorHost, state: LifecycleState) -> None:
         if state is not host.lifecycle:
             old, host.lifecycle = host.lifecycle, state
             self._note(host, "lifecycle", None, old=str(old), new=str(state))
 
-    def _reroute(self, host: ReactorHost) -> None:
-        self._unroute(host)
-        for verb in host.rtype.verbs:
-            self._routes.setdefault(f"{host.id}.{verb}", []).append((host, verb))
-        for name, verb in host.subscribe.items():
-            self._routes.setdefault(name, []).append((host, verb))
-
-    def _unroute(self, host: ReactorHost) -> None:
-        for name in list(self._routes):
-            targets = [t for t in self._routes[name] if t[0] is not host]
-            if targets:
-                self._routes[name] = targets
-            else:
-                del self._routes[name]
-
     def _refuse_waiting(self, host: ReactorHost, reason: str) -> None:
-        while host.mailbox or host.blocked:
-            pending = host.mailbox.popleft() if host.mailbox else host.blocked.popleft()
+        for pending in host.mailbox.clear():
             if not pending.future.done():
-                error = IntentError(reason)
-                error.code = "stopped"
-                pending.future.set_exception(error)
+                pending.future.set_exception(_stopped(reason))
 
     def _note(self, host: ReactorHost, kind: str, trace_id: str | None, **detail: Any) -> None:
         if self._run_log is not None:
             self._run_log.write(kind, reactor=host.id, trace_id=trace_id, **detail)
 
 
-def _not_running(host: ReactorHost) -> str:
-    hint = f"; start it with `edgeagent reactors start {host.id}`"
-    if host.lifecycle is State.FAILED and host.last_error:
-        return f"reactor {host.id!r} is failed ({host.last_error}){hint}"
-    return f"reactor {host.id!r} is {host.lifecycle}{hint}"
+def _stopped(reason: str) -> IntentError:
+    error = IntentError(reason)
+    error.code = "stopped"
+    return error
 
 
 def _resolve(pending: _Pending, delivery: Delivery) -> None:
@@ -953,12 +872,7 @@ def _entry_of(reactor: str, verb: str, intent: Intent) -> Entry:
     )
 
 
-def _handed_off(effect: Effect) -> bool:
-    """Run in a task of its own, and covered by the ``handoffs_done`` mark."""
-    return isinstance(effect, Emit | Forward)
-
-
-def _intent_of(entry: Entry) -> Intent:
+def _replayed_intent(entry: Entry) -> Intent:
     idem = entry.idem.partition("/")[2] if entry.idem else None
     return intent_of(
         entry.name,

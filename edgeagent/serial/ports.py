@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 ``SerialPorts.execute`` is called by the reactor runtime for each ``SerialWrite`` (the
 ``actuator`` type returns them). A port is opened the first time it is written to, with the
-line settings the reactors using it declare (``line_settings``: an actuator's ``baudrate``),
-and stays open; writes to one device keep their order (one lock per device) and run on a
-worker thread, since pyserial blocks. A write must finish within ``write_timeout`` seconds (a
-port held up by flow control would otherwise stall its reactor).
+line settings it was given for that device, and stays open. This module knows devices and
+settings only: the composition root works out which settings the reactors using a device
+declare (an actuator's ``baudrate``) and passes them in. Writes to one device keep their
+order (one lock per device) and run on a worker thread, since pyserial blocks. A write must
+finish within ``write_timeout`` seconds (a port held up by flow control would otherwise stall
+its reactor).
 
 A failure (no such device, no permission, unplugged, timed out) raises ``TransportError``
 naming the device and the cause; the runtime counts it in the reactor's ``effect_errors`` and
@@ -28,11 +30,9 @@ from typing import Any
 
 import serial
 
-from edgeagent.config.model import Config
-from edgeagent.errors import ConfigError, TransportError
-from edgeagent.reactors.graph import build_graph, device_claims, reactor_path
-from edgeagent.reactors.model import Effect, SerialWrite, merge_devices
-from edgeagent.resource import AsyncResource
+from edgeagent.errors import TransportError
+from edgeagent.reactors.model import Effect, SerialWrite
+from edgeagent.resource import AsyncResource, PartState, Report
 
 log = logging.getLogger("edgeagent.serial")
 
@@ -41,7 +41,11 @@ DEFAULT_WRITE_TIMEOUT = 2.0
 
 
 class SerialPorts(AsyncResource):
-    """Open serial ports by device path; an async context manager that closes them all."""
+    """Open serial ports by device path; an async context manager that closes them all.
+
+    ``report()`` (the stats seam) gives ``stats()`` as counters; the part is ``degraded``
+    while the last write to some device failed (unplugged, say), until one succeeds again.
+    """
 
     def __init__(
         self,
@@ -54,6 +58,7 @@ class SerialPorts(AsyncResource):
         self._ports: dict[str, serial.Serial] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
+        self._failing: dict[str, str] = {}  # device -> why its last write failed
         self.writes = 0
         self.bytes_written = 0
         self.errors = 0
@@ -91,7 +96,9 @@ class SerialPorts(AsyncResource):
                 stale = self._ports.pop(device, None)
                 if stale is not None:
                     await asyncio.to_thread(_close_quietly, stale)
-                raise TransportError(f"serial {device}: {_reason(exc)}") from exc
+                reason = self._failing[device] = _reason(exc)
+                raise TransportError(f"serial {device}: {reason}") from exc
+        self._failing.pop(device, None)
         self.writes += 1
         self.bytes_written += len(data)
 
@@ -103,6 +110,24 @@ class SerialPorts(AsyncResource):
             "errors": self.errors,
         }
 
+    def report(self) -> Report:
+        if self._closed:
+            state = PartState.STOPPED
+        elif self._failing:
+            state = PartState.DEGRADED
+        else:
+            state = PartState.RUNNING
+        counters = {
+            "open": len(self._ports),
+            "writes": self.writes,
+            "bytes": self.bytes_written,
+            "errors": self.errors,
+        }
+        detail: dict[str, Any] = {"open": sorted(self._ports)}
+        if self._failing:
+            detail["failing"] = dict(sorted(self._failing.items()))
+        return Report(state, counters, detail)
+
     def _open(self, device: str) -> serial.Serial:
         baudrate = int(self._settings.get(device, {}).get("baudrate", DEFAULT_BAUDRATE))
         port = serial.Serial(
@@ -110,17 +135,6 @@ class SerialPorts(AsyncResource):
         )
         log.info("serial %s: open at %d baud", device, baudrate)
         return port
-
-
-def line_settings(config: Config) -> dict[str, dict[str, Any]]:
-    """Device -> line settings from the reactors that write to serial devices (the type's
-    ``devices``: an actuator's ``baudrate``). ``ConfigError`` when two disagree on one
-    device, as ``edgeagent check`` reports it (``device-conflict``)."""
-    graph = build_graph(config)
-    settings, conflicts = merge_devices(device_claims(graph.reactors.values()))
-    if conflicts:
-        raise ConfigError([f"{reactor_path(reactor)}: {message}" for reactor, message in conflicts])
-    return settings
 
 
 def _write_all(port: serial.Serial, data: bytes) -> None:

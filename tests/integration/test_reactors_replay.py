@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from edgeagent.config.model import ReactorConfig
 from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.journal import Journal
-from edgeagent.reactors.model import Context, Intent, find_type
+from edgeagent.reactors.model import Context, Intent
+from edgeagent.reactors.registry import find_type
 from edgeagent.reactors.runtime import ReactorRuntime
 
 REACTORS = (

@@ -22,11 +22,12 @@ from edgeagent.reactors.model import (
     Intent,
     ReactorType,
     SerialWrite,
-    find_type,
 )
+from edgeagent.reactors.registry import find_type
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import Ack, ReactorRuntime, RestartPolicy, Submission
+from edgeagent.reactors.runtime import ReactorRuntime, Receipt, RestartPolicy, Submission
 from edgeagent.reactors.schema import Field, Schema
+from edgeagent.resource import PartState
 
 COUNTER = ReactorConfig(
     id="counter",
@@ -298,8 +299,8 @@ async def test_submit_many_admits_a_batch_in_order_and_answers_each(tmp_path: Pa
         ]
         answers = await rt.submit_many(batch)
         kinds = [type(a).__name__ for a in answers]
-        assert kinds == ["Ack", "_Denial", "PayloadError", "IntentError", "Ack", "Ack"]
-        acks = [a for a in answers if isinstance(a, Ack)]
+        assert kinds == ["Receipt", "Denial", "PayloadError", "IntentError", "Receipt", "Receipt"]
+        acks = [a for a in answers if isinstance(a, Receipt)]
         assert [a.deliveries[0].seq for a in acks] == [1, 2, 2]
         assert acks[2].deliveries[0].duplicate
         assert rt.show("counter")["reactor_state"] == {"count": 3}
@@ -426,3 +427,116 @@ async def test_a_pending_forward_holds_back_only_the_rerun_of_forwards(tmp_path:
         assert [key for key, _ in lines.written] == ["bc:1:1", "bc:2:1"]
     async with start() as (rt, journal):
         assert await journal.marks("bc") == Marks(3, 3)
+
+
+async def test_the_runtime_reports_its_reactors_and_owns_named_tasks(tmp_path: Path) -> None:
+    fragile = ReactorConfig(id="f", type="fragile")
+    policy = Policy.build({"admin": ["counter:*"]}, {"cli": ["admin", "f:*"]})
+    once = RestartPolicy(first_backoff=0.01, max_restarts=0)
+    async with runtime(tmp_path, (COUNTER, fragile), policy, restart=once) as (rt, _):
+        for _ in range(3):
+            await rt.submit("counter.increment", principal="cli", source="cli")
+        report = rt.report()
+        assert report.state is PartState.RUNNING
+        counters = report.counters
+        assert (counters["reactors"], counters["reactors_running"]) == (2, 2)
+        assert (counters["accepted"], counters["applied"], counters["waiting"]) == (3, 3, 0)
+        assert (counters["counter.applied"], counters["counter.seq"], counters["f.applied"]) == (
+            3,
+            3,
+            0,
+        )
+        assert counters["loop_restarts"] == 0
+        assert report.detail["reactors"]["counter"] == {"state": "running", "last_error": ""}
+        names = {t.get_name() for t in asyncio.all_tasks()}
+        names = {name for name in names if name.startswith("edgeagent[reactors")}
+        assert names == {
+            "edgeagent[reactors]",
+            "edgeagent[reactors].reactor:counter",
+            "edgeagent[reactors].reactor:f",
+            "edgeagent[reactors].timers",
+        }
+        await rt.submit("f.boom", principal="cli", source="cli")  # no restarts allowed
+        await asyncio.sleep(0.05)
+        report = rt.report()
+        assert report.state is PartState.DEGRADED  # a reactor was given up on
+        assert (report.counters["reactors_failed"], report.counters["f.failed"]) == (1, 1)
+        assert "boom" in report.detail["reactors"]["f"]["last_error"]
+    assert rt.report().state is PartState.STOPPED
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("edgeagent[reactors")]
+    with pytest.raises(IntentError, match="not running") as refused:
+        await rt.submit("counter.increment", principal="cli", source="cli")
+    assert refused.value.code == "stopped"
+
+
+async def test_the_runtime_can_be_started_from_a_task_that_ends(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "journal.sqlite3") as journal:
+        rt = ReactorRuntime((COUNTER,), POLICY, journal, types=types)
+        await asyncio.create_task(rt.start())  # a reload's request task, say: it ends here
+        await rt.submit("counter.increment", principal="cli", source="cli")
+        assert rt.show("counter")["reactor_state"] == {"count": 1}
+        await rt.close()
+        await rt.close()  # idempotent
+        with pytest.raises(LifecycleError, match="was closed"):
+            await rt.start()
+
+
+async def test_restarts_count_crashes_on_the_runtimes_clock(tmp_path: Path) -> None:
+    fragile = ReactorConfig(id="f", type="fragile")
+    policy = Policy.build({}, {"cli": ["f:*"]})
+    now = [1000.0]
+    fast = RestartPolicy(first_backoff=0.01, max_restarts=1, restart_window=60.0)
+    async with runtime(tmp_path, (fragile,), policy, restart=fast, clock=lambda: now[0]) as (
+        rt,
+        _,
+    ):
+        for _ in range(3):  # a crash every two minutes of the runtime's clock: never two in 60 s
+            await rt.submit("f.boom", principal="cli", source="cli")
+            await asyncio.sleep(0.05)
+            assert rt.show("f")["state"] == "running"
+            now[0] += 120.0
+        assert rt.show("f")["stats"]["restarts"] == 3
+        await rt.submit("f.boom", principal="cli", source="cli")
+        await asyncio.sleep(0.05)
+        await rt.submit("f.boom", principal="cli", source="cli")  # two within the window
+        await asyncio.sleep(0.05)
+        assert rt.show("f")["state"] == "failed"
+
+
+class Flaky:
+    """A serial sink that raises something no effect should (a bug) the first time."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.written: list[str] = []
+
+    async def execute(self, reactor: str, key: str, effect: Effect) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("sink bug")
+        self.written.append(key)
+
+
+async def test_a_reactor_loop_that_raises_is_run_again_from_the_journal(tmp_path: Path) -> None:
+    beacon = ReactorConfig(id="bc", type="beacon")
+    policy = Policy.build({}, {"cli": ["bc:ping"]})
+    sink = Flaky()
+    async with runtime(tmp_path, (beacon,), policy, peers=Peers(), sinks={SerialWrite: sink}) as (
+        rt,
+        journal,
+    ):
+        with pytest.raises(IntentError, match=r"failed applying it \(RuntimeError\('sink bug'\)"):
+            await rt.submit("bc.ping", {"n": 1}, principal="cli", source="cli")
+        # Supervision runs the loop again after its backoff; the loop replays the journal,
+        # which holds the intent, and runs its effects again (at least once).
+        for _ in range(100):
+            if sink.written:
+                break
+            await asyncio.sleep(0.02)
+        assert sink.written == ["bc:1:1"]
+        assert rt.report().counters["loop_restarts"] == 1
+        ack = await rt.submit("bc.ping", {"n": 2}, principal="cli", source="cli")
+        assert ack.deliveries[0].seq == 2
+        assert rt.show("bc")["reactor_state"] == {"pings": 2}
+        assert sink.written == ["bc:1:1", "bc:2:1"]
+        assert [e.seq for e in await journal.tail(0, 10)] == [1, 2]

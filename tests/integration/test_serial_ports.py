@@ -20,11 +20,13 @@ from edgeagent.config.model import ReactorConfig
 from edgeagent.errors import ConfigError, TransportError
 from edgeagent.identity import DeviceIdentity
 from edgeagent.reactors.capabilities import Policy
+from edgeagent.reactors.graph import line_settings
 from edgeagent.reactors.journal import Journal
 from edgeagent.reactors.model import SerialWrite
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
-from edgeagent.serial.ports import SerialPorts, line_settings
+from edgeagent.resource import PartState
+from edgeagent.serial.ports import SerialPorts
 
 BASE = load_config(
     None, identity=DeviceIdentity("10000000abcd2e6d"), env={}, resolv_conf=Path("/nonexistent")
@@ -82,10 +84,18 @@ async def test_a_missing_device_is_a_clear_error_and_a_replugged_one_works_again
     async with SerialPorts() as ports:
         with pytest.raises(TransportError, match=rf"serial {device}: .*No such file"):
             await ports.write(str(device), b"x")
+        report = ports.report()
+        assert report.state is PartState.DEGRADED
+        assert report.detail["failing"] == {str(device): "No such file or directory"}
         device.symlink_to(pty.path)  # plugged in
         await ports.write(str(device), b"on\n")
         assert await asyncio.to_thread(pty.read, 3) == b"on\n"
         assert ports.stats()["errors"] == 1
+        report = ports.report()
+        assert report.state is PartState.RUNNING
+        assert report.counters == {"open": 1, "writes": 1, "bytes": 3, "errors": 1}
+        assert report.detail == {"open": [str(device)]}
+    assert ports.report().state is PartState.STOPPED
 
 
 async def test_a_write_that_cannot_finish_times_out(pty: Pty) -> None:

@@ -26,9 +26,9 @@ from edgeagent.reactors.model import (
     SerialWrite,
     SetTimer,
     State,
-    find_type,
     state_json,
 )
+from edgeagent.reactors.registry import find_type
 
 DAY = 86400.0
 

@@ -22,7 +22,8 @@ from edgeagent.reactors.graph import (
     render_topology,
     topology,
 )
-from edgeagent.reactors.model import Effect, Intent, ReactorType, State, find_type
+from edgeagent.reactors.model import Effect, Intent, ReactorType, State
+from edgeagent.reactors.registry import find_type
 from edgeagent.reactors.schema import Field, Schema
 
 IDENTITY = DeviceIdentity("10000000abcd2e6d")

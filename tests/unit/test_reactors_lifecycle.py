@@ -14,7 +14,7 @@ from edgeagent.reactors.lifecycle import (
     SUPERVISOR_COMMANDS,
     TRANSITIONS,
     Command,
-    State,
+    LifecycleState,
     allowed,
     takes_intents,
     transition,
@@ -36,9 +36,9 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("state", list(LifecycleState))
 @pytest.mark.parametrize("command", list(Command))
-def test_every_pair_follows_the_diagram(state: State, command: Command) -> None:
+def test_every_pair_follows_the_diagram(state: LifecycleState, command: Command) -> None:
     expected = EXPECTED.get((state.value, command.value))
     if expected is None:
         with pytest.raises(LifecycleError, match=f"reactor is {state}; allowed: "):
@@ -49,7 +49,7 @@ def test_every_pair_follows_the_diagram(state: State, command: Command) -> None:
 
 def test_the_error_names_the_state_and_the_allowed_commands() -> None:
     with pytest.raises(LifecycleError) as caught:
-        transition(State.STOPPED, Command.STOP)
+        transition(LifecycleState.STOPPED, Command.STOP)
     assert str(caught.value) == "reactor is stopped; allowed: start, undeploy"
     with pytest.raises(
         LifecycleError, match=r"^reactor 'counter' is running; allowed: stop, crash$"
@@ -58,7 +58,7 @@ def test_the_error_names_the_state_and_the_allowed_commands() -> None:
 
 
 def test_strings_are_accepted_and_unknown_ones_refused() -> None:
-    assert transition("deployed", "start") is State.RUNNING
+    assert transition("deployed", "start") is LifecycleState.RUNNING
     with pytest.raises(LifecycleError, match="unknown lifecycle command 'pause'; known: deploy"):
         transition("running", "pause")
     with pytest.raises(LifecycleError, match="unknown lifecycle state 'paused'"):
@@ -68,9 +68,9 @@ def test_strings_are_accepted_and_unknown_ones_refused() -> None:
 
 
 def test_allowed_lists_the_table_order() -> None:
-    assert allowed(State.STOPPED) == (Command.START, Command.UNDEPLOY)
+    assert allowed(LifecycleState.STOPPED) == (Command.START, Command.UNDEPLOY)
     assert allowed("undeployed") == (Command.DEPLOY,)
-    assert set(allowed(State.FAILED)) == {
+    assert set(allowed(LifecycleState.FAILED)) == {
         Command.RESTART,
         Command.GIVE_UP,
         Command.START,
@@ -79,11 +79,11 @@ def test_allowed_lists_the_table_order() -> None:
 
 
 def test_boot_reaches_running_and_only_running_takes_intents() -> None:
-    state = State.UNDEPLOYED
+    state = LifecycleState.UNDEPLOYED
     for command in BOOT:
         state = transition(state, command)
-    assert state is State.RUNNING
-    assert [s for s in State if takes_intents(s)] == [State.RUNNING]
+    assert state is LifecycleState.RUNNING
+    assert [s for s in LifecycleState if takes_intents(s)] == [LifecycleState.RUNNING]
 
 
 def test_commands_split_into_operator_and_supervisor() -> None:
@@ -93,7 +93,7 @@ def test_commands_split_into_operator_and_supervisor() -> None:
 
 def test_the_table_is_read_only() -> None:
     with pytest.raises(TypeError):
-        TRANSITIONS[State.RUNNING][Command.DEPLOY] = State.DEPLOYED  # type: ignore[index]
+        TRANSITIONS[LifecycleState.RUNNING][Command.DEPLOY] = LifecycleState.DEPLOYED  # type: ignore[index]
 
 
 # -- properties ---------------------------------------------------------------------------------
@@ -102,8 +102,8 @@ class Lifecycle(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.state: State = State.UNDEPLOYED
-        self.visited: set[State] = {self.state}
+        self.state: LifecycleState = LifecycleState.UNDEPLOYED
+        self.visited: set[LifecycleState] = {self.state}
 
     @rule(command=st.sampled_from(list(Command)))
     def command(self, command: Command) -> None:
@@ -119,7 +119,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     @invariant()
     def the_state_is_in_the_table(self) -> None:
-        assert isinstance(self.state, State)
+        assert isinstance(self.state, LifecycleState)
         assert self.state in TRANSITIONS
 
     @invariant()
@@ -131,7 +131,7 @@ class Lifecycle(RuleBasedStateMachine):
 @settings(max_examples=200)
 @given(st.lists(st.sampled_from([*Command, "bogus"]), max_size=40))
 def test_a_run_of_commands_only_moves_along_the_table(commands: list[str]) -> None:
-    state = State.UNDEPLOYED
+    state = LifecycleState.UNDEPLOYED
     for command in commands:
         try:
             following = transition(state, command)
@@ -147,11 +147,11 @@ Lifecycle.TestCase.settings = settings(max_examples=150, stateful_step_count=30)
 TestLifecycle = Lifecycle.TestCase
 
 
-@pytest.mark.parametrize("target", list(State))
-def test_every_state_is_reachable_from_undeployed(target: State) -> None:
+@pytest.mark.parametrize("target", list(LifecycleState))
+def test_every_state_is_reachable_from_undeployed(target: LifecycleState) -> None:
     # breadth-first over the table
-    seen = {State.UNDEPLOYED}
-    frontier = [State.UNDEPLOYED]
+    seen = {LifecycleState.UNDEPLOYED}
+    frontier = [LifecycleState.UNDEPLOYED]
     while frontier:
         state = frontier.pop()
         for following in TRANSITIONS[state].values():

@@ -23,6 +23,7 @@ from edgeagent.mesh.service import (
     RequestTimeout,
     RequestTooLarge,
 )
+from edgeagent.reactors.dispatch import Delivery, Receipt
 from edgeagent.reactors.model import Forward
 from edgeagent.reactors.remote import (
     PEER_METHOD,
@@ -33,7 +34,6 @@ from edgeagent.reactors.remote import (
     serve_remote,
 )
 from edgeagent.reactors.runlog import RunLog
-from edgeagent.reactors.runtime import Ack, Delivery
 
 FROM_A = RequestContext(sender="aaaa", cluster="greenhouse", address=("10.0.0.1", 4370))
 
@@ -52,7 +52,7 @@ class FakeRuntime:
         source: str,
         trace_id: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Ack:
+    ) -> Receipt:
         self.calls.append(
             {
                 "name": name,
@@ -65,7 +65,7 @@ class FakeRuntime:
         )
         if self.error is not None:
             raise self.error
-        return Ack(name, trace_id or "0" * 16, (Delivery("counter", 7),))
+        return Receipt(name, trace_id or "0" * 16, (Delivery("counter", 7),))
 
 
 class FakeMesh:
