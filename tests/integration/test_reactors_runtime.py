@@ -449,9 +449,9 @@ async def test_the_runtime_reports_its_reactors_and_owns_named_tasks(tmp_path: P
         assert counters["loop_restarts"] == 0
         assert report.detail["reactors"]["counter"] == {"state": "running", "last_error": ""}
         names = {t.get_name() for t in asyncio.all_tasks()}
-        names = {name for name in names if name.startswith("edgeagent[reactors")}
+        names = {name for name in names if "reactors" in name}
         assert names == {
-            "edgeagent[reactors]",
+            "edgeagent-owner:reactors",
             "edgeagent[reactors].reactor:counter",
             "edgeagent[reactors].reactor:f",
             "edgeagent[reactors].timers",
