@@ -12,11 +12,13 @@ Each figure is measured next to a reference in the same run and reported as a ra
 3. replay of ``--replay`` intents (filled with raw inserts) folding a counter, in full and
    from a snapshot near the end, against a raw ``sqlite3`` SELECT + ``json.loads`` fold.
 
-1 and 2 run once per store writer in ``--writers`` (the store's own thread over ``sqlite3``,
-the default, and aiosqlite's public API), so the choice between them is measured in every run.
+1 and 2, and ``--sequential`` appends awaited one at a time (each batch a single row, so
+what a batch costs beyond its fsync shows), run once per store writer in ``--writers`` (the
+store's own thread over ``sqlite3``, the default, and aiosqlite's public API), so the choice
+between them is measured in every run.
 
 Usage: .venv/bin/python bench/journal.py [--intents 100000] [--replay 1000000]
-                                         [--writers thread,aiosqlite]
+                                         [--writers thread,aiosqlite] [--sequential 2000]
 """
 
 from __future__ import annotations
@@ -212,6 +214,33 @@ def raw_latency(path: Path, rate: float, seconds: float, batch: int) -> list[flo
     return latencies
 
 
+# ---- one append at a time: where a batch is a single row, the trips per batch show
+
+
+async def ours_sequential(path: Path, count: int, writer: WriterKind) -> list[float]:
+    await fresh(path)
+    latencies: list[float] = []
+    async with Journal(path, writer=writer) as journal:
+        for _ in range(count):
+            start = time.perf_counter()
+            await journal.append([entry()])
+            latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def raw_sequential(path: Path, count: int) -> list[float]:
+    asyncio.run(fresh(path))
+    raw = raw_connection(path)
+    latencies: list[float] = []
+    for seq in range(1, count + 1):
+        start = time.perf_counter()
+        raw.executemany(INSERT_INTENT, raw_rows(seq, 1))
+        raw.commit()
+        latencies.append(time.perf_counter() - start)
+    raw.close()
+    return latencies
+
+
 # ---- 3. replay
 
 
@@ -324,7 +353,22 @@ def candidate(where: Path, writer: WriterKind, args: argparse.Namespace) -> dict
             f" p99 {a99:.2f} ms; raw p50 {b50:.2f} ms p99 {b99:.2f} ms;"
             f" ours/raw p50 {a50 / b50:.2f}x p99 {a99 / b99:.2f}x"
         )
+    one: dict[str, Any] = {}
+    if args.sequential > 0:
+        ours_one = asyncio.run(
+            ours_sequential(where / f"one-ours-{writer}.db", args.sequential, writer)
+        )
+        raw_one = raw_sequential(where / f"one-raw-{writer}.db", args.sequential)
+        s50, s99 = percentile(ours_one, 50) * 1e3, percentile(ours_one, 99) * 1e3
+        t50, t99 = percentile(raw_one, 50) * 1e3, percentile(raw_one, 99) * 1e3
+        one = {"count": args.sequential, "ours": [s50, s99], "raw": [t50, t99]}
+        print(
+            f"[{writer}] one append at a time ({args.sequential:,}): ours p50 {s50:.3f} ms"
+            f" p99 {s99:.3f} ms; raw p50 {t50:.3f} ms p99 {t99:.3f} ms;"
+            f" ours/raw p50 {s50 / t50:.2f}x p99 {s99 / t99:.2f}x"
+        )
     return {
+        "one_at_a_time": one,
         "throughput": ours,
         "raw": raw,
         "latency": {
@@ -347,6 +391,9 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument(
         "--also-rate", type=float, default=5000.0, help="a second latency rate (0: skip)"
+    )
+    parser.add_argument(
+        "--sequential", type=int, default=2000, help="appends one at a time (0: skip)"
     )
     parser.add_argument("--replay", type=int, default=1_000_000)
     parser.add_argument("--dir", default=None, help="where the database files go")
@@ -399,6 +446,7 @@ def main() -> None:
                         "ratio": c["throughput"]["rate"] / c["raw"]["rate"],
                         "latency_p50_p99_ms": c["latency"]["p50_p99"],
                         "also_p50_p99_ms": c["also"],
+                        "one_at_a_time_p50_p99_ms": c["one_at_a_time"],
                     }
                     for writer, c in candidates.items()
                 },

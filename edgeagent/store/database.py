@@ -359,6 +359,13 @@ class Store(TaskOwner):
             planned = await writer.run(
                 batch_program([(planner, [job.data for job in group]) for planner, group in groups])
             )
+        except asyncio.CancelledError:
+            # The store is being torn down mid-batch (not closed: close drains). Whether the
+            # batch commits is the thread's to finish; its waiters must not hang meanwhile.
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(self._closed_error())
+            raise
         except Exception as exc:
             self._failed_commits += 1
             if len(jobs) == 1:

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -153,6 +154,29 @@ async def test_exclusive_runs_between_batches_and_flush_waits(store: Store) -> N
     assert later.done()
     assert rows_of(store.path, "a_rows") == [2]
     assert store.stats().maintenance == 1
+
+
+async def test_a_batch_cut_off_by_teardown_answers_its_waiters(tmp_path: Path) -> None:
+    """Tearing the tasks down without close (the agent stopping on a fatal part) must not
+    leave a job's caller waiting for ever."""
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(Rows):
+        def plan(self, jobs: Sequence[Any]) -> Program[Planned]:
+            started.set()  # on the writer's thread, inside the batch
+            release.wait(10)
+            return (yield from super().plan(jobs))
+
+    store = Store(tmp_path / "s.db", [schema("a")])
+    await store.start()
+    job = asyncio.ensure_future(store.submit(Slow("a"), 1))
+    assert await asyncio.to_thread(started.wait, 10)
+    await store.stop_tasks()
+    release.set()
+    with pytest.raises(StoreError, match="closed"):
+        await job
+    await store.close()
+    assert others() == []
 
 
 # ---- the writer as the store's fatal child, and its report
