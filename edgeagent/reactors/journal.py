@@ -379,6 +379,11 @@ class Journal(AsyncResource):
     def state(self) -> JournalState:
         return self._state
 
+    async def failed(self) -> BaseException:
+        """Wait until the store's writer has failed (without it nothing can be journaled);
+        returns the error. The composition root awaits this: the store is ``fatal``."""
+        return await self._store.failed()
+
     @property
     def store(self) -> Store:
         """The store the journal writes through (its own, or the shared one)."""

@@ -388,13 +388,22 @@ class Store(TaskOwner):
 
     def _settle(self, groups: list[tuple[Planner, list[_Job]]], planned: list[Planned]) -> None:
         rows = 0
-        for (_, group), part in zip(groups, planned, strict=True):
-            if part.on_commit is not None:
-                part.on_commit()
-            for job, answer in zip(group, part.answers, strict=True):
-                rows += job.weight
-                _answer(job, answer)
-            self._jobs += len(group)
+        try:
+            for (_, group), part in zip(groups, planned, strict=True):
+                if part.on_commit is not None:
+                    part.on_commit()
+                for job, answer in zip(group, part.answers, strict=True):
+                    rows += job.weight
+                    _answer(job, answer)
+                self._jobs += len(group)
+        except BaseException as exc:
+            # A user's state no longer matches the file: the writer must stop (the store
+            # fails, and a fatal store stops the agent), and no waiter may hang.
+            for _, group in groups:
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            raise
         self._commits += 1
         self._rows += rows
         self._batch_max = max(self._batch_max, rows)

@@ -196,6 +196,34 @@ async def test_the_writer_is_a_named_fatal_child_and_the_store_reports(tmp_path:
         assert report.detail["writer"] == "thread"
 
 
+async def test_a_user_whose_state_breaks_fails_the_store_and_no_waiter_hangs(
+    tmp_path: Path,
+) -> None:
+    class Broken(Rows):
+        def plan(self, jobs: Sequence[Any]) -> Program[Planned]:
+            planned = yield from super().plan(jobs)
+
+            def boom() -> None:
+                raise RuntimeError("state out of step")
+
+            return Planned(planned.answers, boom)
+
+    store = Store(tmp_path / "s.db", [schema("a")])
+    await store.start()
+    with pytest.raises(RuntimeError, match="out of step"):
+        await store.submit(Broken("a"), 1)
+    async with asyncio.timeout(5):
+        failure = await store.failed()
+    assert isinstance(failure, RuntimeError)
+    assert store.report().state is PartState.FAILED
+    assert not store.writable
+    with pytest.raises(StoreError, match="closed"):
+        await store.submit(Rows("a"), 2)
+    await store.close()
+    assert store.report().state is PartState.FAILED
+    assert others() == []
+
+
 # ---- sharing one file
 
 
