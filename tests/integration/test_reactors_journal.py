@@ -112,6 +112,25 @@ async def test_group_commit_batches_concurrent_appends(journal: Journal) -> None
     assert stats.batch_max >= 50
 
 
+async def test_the_journal_reports_its_counters_and_its_stores(tmp_path: Path) -> None:
+    from edgeagent.resource import PartState
+
+    journal = Journal(tmp_path / "j.db")
+    assert journal.report().state is PartState.NEW
+    async with journal:
+        await journal.append([entry() for _ in range(3)])
+        report = journal.report()
+        assert report.state is PartState.RUNNING
+        assert report.counters["appended"] == 3
+        assert report.counters["last_seq"] == 3
+        assert report.counters["store_commits"] == 1
+        assert report.counters["store_rows"] == 3
+        assert report.counters["bytes"] > 0
+        assert report.detail["schemas"] == {"journal": SCHEMA_VERSION}
+        assert journal.store.fatal
+    assert journal.report().state is PartState.STOPPED
+
+
 async def test_group_commit_respects_max_batch(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.db", max_batch=16) as journal:
         await asyncio.gather(*(journal.append([entry()]) for _ in range(200)))
