@@ -12,7 +12,13 @@ Each figure is measured next to a reference in the same run and reported as a ra
 3. replay of ``--replay`` intents (filled with raw inserts) folding a counter, in full and
    from a snapshot near the end, against a raw ``sqlite3`` SELECT + ``json.loads`` fold.
 
+1 and 2, and ``--sequential`` appends awaited one at a time (each batch a single row, so
+what a batch costs beyond its fsync shows), run once per store writer in ``--writers`` (the
+store's own thread over ``sqlite3``, the default, and aiosqlite's public API), so the choice
+between them is measured in every run.
+
 Usage: .venv/bin/python bench/journal.py [--intents 100000] [--replay 1000000]
+                                         [--writers thread,aiosqlite] [--sequential 2000]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 from common import REPO, open_loop, percentile, summary, write_result
 
 from edgeagent.reactors.journal import INSERT_INTENT, INSERT_KIND, Entry, Journal
+from edgeagent.store import WriterKind
 
 PAYLOAD = {"by": 1}
 KIND = (1, "counter", "increment", "counter.increment", "cli", "cli")
@@ -101,9 +108,11 @@ def raw_rows(first_seq: int, count: int) -> list[tuple[Any, ...]]:
 # ---- 1. throughput
 
 
-async def ours_throughput(path: Path, total: int, producers: int) -> dict[str, Any]:
+async def ours_throughput(
+    path: Path, total: int, producers: int, writer: WriterKind = "thread"
+) -> dict[str, Any]:
     await fresh(path)
-    async with Journal(path) as journal:
+    async with Journal(path, writer=writer) as journal:
         left = [total]
 
         async def produce() -> None:
@@ -117,11 +126,13 @@ async def ours_throughput(path: Path, total: int, producers: int) -> dict[str, A
                 tg.create_task(produce(), name=f"bench.producer.{n}")
         elapsed = time.perf_counter() - start
         stats = journal.stats()
+        trips = journal.store.stats().trips
     return {
         "rate": total / elapsed,
         "seconds": elapsed,
         "commits": stats.commits,
         "batch_mean": stats.batch_mean,
+        "trips": trips,
     }
 
 
@@ -143,10 +154,12 @@ def raw_throughput(path: Path, total: int, batch: int) -> dict[str, Any]:
 # ---- 2. latency at a fixed offered rate, open loop
 
 
-async def ours_latency(path: Path, rate: float, seconds: float) -> list[float]:
+async def ours_latency(
+    path: Path, rate: float, seconds: float, writer: WriterKind = "thread"
+) -> list[float]:
     await fresh(path)
     latencies: list[float] = []
-    async with Journal(path) as journal:
+    async with Journal(path, writer=writer) as journal:
 
         async def one(scheduled: list[float]) -> None:
             await journal.append([entry()])
@@ -197,6 +210,33 @@ def raw_latency(path: Path, rate: float, seconds: float, batch: int) -> list[flo
         time.sleep(max(0.0, min(0.001, start + i / rate - time.perf_counter())))
     arrivals.put(None)
     thread.join()
+    raw.close()
+    return latencies
+
+
+# ---- one append at a time: where a batch is a single row, the trips per batch show
+
+
+async def ours_sequential(path: Path, count: int, writer: WriterKind) -> list[float]:
+    await fresh(path)
+    latencies: list[float] = []
+    async with Journal(path, writer=writer) as journal:
+        for _ in range(count):
+            start = time.perf_counter()
+            await journal.append([entry()])
+            latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def raw_sequential(path: Path, count: int) -> list[float]:
+    asyncio.run(fresh(path))
+    raw = raw_connection(path)
+    latencies: list[float] = []
+    for seq in range(1, count + 1):
+        start = time.perf_counter()
+        raw.executemany(INSERT_INTENT, raw_rows(seq, 1))
+        raw.commit()
+        latencies.append(time.perf_counter() - start)
     raw.close()
     return latencies
 
@@ -267,6 +307,80 @@ def raw_replay(path: Path) -> float:
     return time.perf_counter() - start
 
 
+# ---- one store writer: throughput and latency beside the raw references
+
+
+def candidate(where: Path, writer: WriterKind, args: argparse.Namespace) -> dict[str, Any]:
+    # The raw reference is measured again beside each candidate: the host is shared.
+    raw = raw_throughput(where / f"raw-{writer}.db", args.intents, args.producers)
+    ours = asyncio.run(
+        ours_throughput(where / f"ours-{writer}.db", args.intents, args.producers, writer)
+    )
+    print(
+        f"[{writer}] throughput: ours {ours['rate']:,.0f}/s (mean batch {ours['batch_mean']:.0f},"
+        f" {ours['commits']} commits, {ours['trips']} trips), raw {raw['rate']:,.0f}/s"
+        f" (batch {raw['batch']}), ours/raw {ours['rate'] / raw['rate']:.2f}x"
+    )
+    rate = ours["rate"] / 2
+    ours_lat = asyncio.run(
+        ours_latency(where / f"lat-ours-{writer}.db", rate, args.latency_seconds, writer)
+    )
+    raw_lat = raw_latency(
+        where / f"lat-raw-{writer}.db", rate, args.latency_seconds, args.producers
+    )
+    o50, o99 = percentile(ours_lat, 50) * 1e3, percentile(ours_lat, 99) * 1e3
+    r50, r99 = percentile(raw_lat, 50) * 1e3, percentile(raw_lat, 99) * 1e3
+    print(
+        f"[{writer}] latency at {rate:,.0f}/s: ours p50 {o50:.2f} ms p99 {o99:.2f} ms;"
+        f" raw p50 {r50:.2f} ms p99 {r99:.2f} ms; ours/raw p50 {o50 / r50:.2f}x"
+        f" p99 {o99 / r99:.2f}x"
+    )
+    also: dict[str, Any] = {}
+    if args.also_rate > 0:
+        ours_also = asyncio.run(
+            ours_latency(
+                where / f"also-ours-{writer}.db", args.also_rate, args.latency_seconds, writer
+            )
+        )
+        raw_also = raw_latency(
+            where / f"also-raw-{writer}.db", args.also_rate, args.latency_seconds, args.producers
+        )
+        a50, a99 = percentile(ours_also, 50) * 1e3, percentile(ours_also, 99) * 1e3
+        b50, b99 = percentile(raw_also, 50) * 1e3, percentile(raw_also, 99) * 1e3
+        also = {"rate": args.also_rate, "ours": [a50, a99], "raw": [b50, b99]}
+        print(
+            f"[{writer}] latency at {args.also_rate:,.0f}/s: ours p50 {a50:.2f} ms"
+            f" p99 {a99:.2f} ms; raw p50 {b50:.2f} ms p99 {b99:.2f} ms;"
+            f" ours/raw p50 {a50 / b50:.2f}x p99 {a99 / b99:.2f}x"
+        )
+    one: dict[str, Any] = {}
+    if args.sequential > 0:
+        ours_one = asyncio.run(
+            ours_sequential(where / f"one-ours-{writer}.db", args.sequential, writer)
+        )
+        raw_one = raw_sequential(where / f"one-raw-{writer}.db", args.sequential)
+        s50, s99 = percentile(ours_one, 50) * 1e3, percentile(ours_one, 99) * 1e3
+        t50, t99 = percentile(raw_one, 50) * 1e3, percentile(raw_one, 99) * 1e3
+        one = {"count": args.sequential, "ours": [s50, s99], "raw": [t50, t99]}
+        print(
+            f"[{writer}] one append at a time ({args.sequential:,}): ours p50 {s50:.3f} ms"
+            f" p99 {s99:.3f} ms; raw p50 {t50:.3f} ms p99 {t99:.3f} ms;"
+            f" ours/raw p50 {s50 / t50:.2f}x p99 {s99 / t99:.2f}x"
+        )
+    return {
+        "one_at_a_time": one,
+        "throughput": ours,
+        "raw": raw,
+        "latency": {
+            "rate": rate,
+            "p50_p99": [o50, o99, r50, r99],
+            "ours": ours_lat,
+            "raw": raw_lat,
+        },
+        "also": also,
+    }
+
+
 # ---- main
 
 
@@ -278,46 +392,37 @@ def main() -> None:
     parser.add_argument(
         "--also-rate", type=float, default=5000.0, help="a second latency rate (0: skip)"
     )
+    parser.add_argument(
+        "--sequential", type=int, default=2000, help="appends one at a time (0: skip)"
+    )
     parser.add_argument("--replay", type=int, default=1_000_000)
     parser.add_argument("--dir", default=None, help="where the database files go")
+    parser.add_argument(
+        "--writers",
+        default="thread,aiosqlite",
+        help="store writers to measure, the first one for the JSON's main figures",
+    )
     args = parser.parse_args()
+
+    writers: list[WriterKind] = []
+    for name in args.writers.split(","):
+        if name not in ("thread", "aiosqlite"):
+            parser.error(f"--writers: {name!r} is neither thread nor aiosqlite")
+        writers.append(name)  # type: ignore[arg-type]
 
     where, described = bench_dir(args.dir)
     print(f"files in {described}")
     try:
-        ours = asyncio.run(ours_throughput(where / "ours.db", args.intents, args.producers))
-        raw = raw_throughput(where / "raw.db", args.intents, args.producers)
-        print(
-            f"throughput: ours {ours['rate']:,.0f}/s (mean batch {ours['batch_mean']:.0f},"
-            f" {ours['commits']} commits), raw {raw['rate']:,.0f}/s (batch {raw['batch']}),"
-            f" ours/raw {ours['rate'] / raw['rate']:.2f}x"
-        )
-        rate = ours["rate"] / 2
-        ours_lat = asyncio.run(ours_latency(where / "lat-ours.db", rate, args.latency_seconds))
-        raw_lat = raw_latency(where / "lat-raw.db", rate, args.latency_seconds, args.producers)
-        o50, o99 = percentile(ours_lat, 50) * 1e3, percentile(ours_lat, 99) * 1e3
-        r50, r99 = percentile(raw_lat, 50) * 1e3, percentile(raw_lat, 99) * 1e3
-        print(
-            f"latency at {rate:,.0f}/s: ours p50 {o50:.2f} ms p99 {o99:.2f} ms;"
-            f" raw p50 {r50:.2f} ms p99 {r99:.2f} ms; ours/raw p50 {o50 / r50:.2f}x"
-            f" p99 {o99 / r99:.2f}x"
-        )
-        also: dict[str, Any] = {}
-        if args.also_rate > 0:
-            ours_also = asyncio.run(
-                ours_latency(where / "also-ours.db", args.also_rate, args.latency_seconds)
-            )
-            raw_also = raw_latency(
-                where / "also-raw.db", args.also_rate, args.latency_seconds, args.producers
-            )
-            a50, a99 = percentile(ours_also, 50) * 1e3, percentile(ours_also, 99) * 1e3
-            b50, b99 = percentile(raw_also, 50) * 1e3, percentile(raw_also, 99) * 1e3
-            also = {"rate": args.also_rate, "ours": [a50, a99], "raw": [b50, b99]}
-            print(
-                f"latency at {args.also_rate:,.0f}/s: ours p50 {a50:.2f} ms p99 {a99:.2f} ms;"
-                f" raw p50 {b50:.2f} ms p99 {b99:.2f} ms; ours/raw p50 {a50 / b50:.2f}x"
-                f" p99 {a99 / b99:.2f}x"
-            )
+        candidates: dict[str, dict[str, Any]] = {}
+        for writer in writers:
+            candidates[writer] = candidate(where, writer, args)
+        ours = candidates[writers[0]]["throughput"]
+        raw = candidates[writers[0]]["raw"]
+        rate = candidates[writers[0]]["latency"]["rate"]
+        o50, _, r50, _ = candidates[writers[0]]["latency"]["p50_p99"]
+        also = candidates[writers[0]]["also"]
+        ours_lat = candidates[writers[0]]["latency"]["ours"]
+        raw_lat = candidates[writers[0]]["latency"]["raw"]
         replay_path = where / "replay.db"
         filled = fill(replay_path, args.replay, args.replay - 1000)
         replayed = asyncio.run(ours_replay(replay_path))
@@ -334,6 +439,17 @@ def main() -> None:
                 "dir": described,
                 "intents": args.intents,
                 "producers": args.producers,
+                "writers": {
+                    writer: {
+                        "throughput": c["throughput"],
+                        "raw": c["raw"],
+                        "ratio": c["throughput"]["rate"] / c["raw"]["rate"],
+                        "latency_p50_p99_ms": c["latency"]["p50_p99"],
+                        "also_p50_p99_ms": c["also"],
+                        "one_at_a_time_p50_p99_ms": c["one_at_a_time"],
+                    }
+                    for writer, c in candidates.items()
+                },
                 "throughput": {
                     "ours": ours,
                     "raw": raw,

@@ -5,60 +5,59 @@ Theory of operation
 Every accepted intent is written here *before* it is acknowledged, so the journal is the
 device's source of truth: a reactor's state is its latest snapshot plus the intents after it.
 
-Durability. The file is opened with ``journal_mode=WAL`` and ``synchronous=FULL``: a COMMIT
-returns only after the write-ahead log has been fsynced, so an acknowledged intent survives a
-power cut, not just a crash of the process.
+Storage is the shared store (``edgeagent.store``): WAL with ``synchronous=FULL`` (a COMMIT
+returns only once the log is fsynced, so an acknowledged intent survives a power cut), one
+writer task with group commit, a read-only connection for reads, schema versions and
+migrations. This module is the journal's schema and queries on top of it: ``JournalWrites``
+plans the journal's part of each batch (seqs, kinds, idempotency keys) as steps on its
+tables, and ``Journal`` is the API the runtime, the agent and the CLI use. A ``Journal`` opened
+on a path owns a store of its own (named ``journal``: its writer task is
+``edgeagent[journal].writer``); given ``store=`` it is one user of a shared file.
 
-Group commit. A flash card manages ~100 fsyncs per second, so one COMMIT per intent would cap
-the device at ~100 intents/s. Instead every write (``append``, ``audit``, ``snapshot``, timers,
-marks) is queued as an operation on a bounded ``asyncio.Queue`` and one **writer task**, the only
-user of the write connection, takes everything waiting (up to ``max_batch`` rows), writes it
-with one ``executemany`` per table and one COMMIT, and only then resolves every waiter's future.
-While that COMMIT is in flight new appends queue up and form the next batch, so the batch grows
-with the load and the number of fsyncs stays bounded. aiosqlite runs each call on its own
-thread and costs ~20 µs per await, so the writer awaits a handful of times per *batch* and
-never once per row.
+Group commit. Every write (``append``, ``audit``, ``snapshot``, timers, marks) is a job for
+the store's writer, which takes everything waiting (up to ``max_batch`` rows), writes it with
+one ``executemany`` per table and one COMMIT, and only then resolves every waiter. While that
+COMMIT is in flight new appends queue up and form the next batch, so the batch grows with the
+load and the number of fsyncs stays bounded.
 
-Sequence numbers are assigned by the writer from an in-memory counter (one past the highest
-seq found in ``intents`` or ``snapshots`` at open), so ``append`` learns its seqs without a
-query, and seqs are never reused even after compaction deleted the newest rows. Idempotency: a
-batch that carries keys costs one extra ``SELECT ... WHERE idem IN (...)``; a key already in
-the file, or earlier in the same batch, yields the first append's seq and no second row. A key
-is remembered as long as its row is retained (compaction forgets it).
+Sequence numbers are assigned while planning a batch from an in-memory counter (one past the
+highest seq found in ``intents`` or ``snapshots`` at open), so ``append`` learns its seqs
+without a query, and seqs are never reused even after compaction deleted the newest rows.
+Idempotency: a batch that carries keys costs one extra ``SELECT ... WHERE idem IN (...)``; a
+key already in the file, or earlier in the same batch, yields the first append's seq and no
+second row. A key is remembered as long as its row is retained (compaction forgets it).
 
-Reads (``replay``, ``tail``, snapshots, timers, marks) use a second, read-only connection, so
-they see only committed rows (``tail`` can never show an intent that has not been
+Reads (``replay``, ``tail``, snapshots, timers, marks) use the store's read-only connection,
+so they see only committed rows (``tail`` can never show an intent that has not been
 acknowledged) and a long replay does not hold up the writer. Replay cost is making Python
 objects, so it is kept low three ways: an intent's reactor/verb/name/principal/source are
 stored once in ``kinds`` and shared (one small int per row instead of five strings); each
 SELECT returns 5,000 rows whose payloads are decoded by a single ``json.loads`` of one JSON
-array; and entries are built through their slot setters rather than the frozen ``__init__``.
-A million intents replay in about 4 s on the development host.
+array; and entries are built through their slot setters rather than the frozen ``__init__``
+(bench/README.md has the figures).
 
-``follow`` needs no polling inside the agent: the writer replaces an ``asyncio.Event`` after
-every commit, and followers wait on it. A follower in another process (the CLI reading the
-file directly) cannot see that event and falls back to polling every ``poll`` seconds.
+``follow`` needs no polling inside the agent: every commit of journal rows replaces an
+``asyncio.Event``, and followers wait on it. A follower in another process (the CLI reading
+the file directly) cannot see that event and falls back to polling every ``poll`` seconds.
 
 Size. ``compact(max_bytes=...)`` deletes intents that are no longer needed, oldest first:
 a row of reactor R may go when its seq is at or below both R's latest snapshot (replay starts
 after it) and R's marks (its effects will not be run again: ``effects_done`` for what the
 runtime carries out itself, ``handoffs_done`` for the emits and forwards it hands to
 tasks). It keeps only the newest ``audit_keep`` audit records. Deleting rows only frees pages
-*inside* the file; what shrinks the file itself is ``PRAGMA incremental_vacuum`` (the file is
-created with ``auto_vacuum=INCREMENTAL``, which moves free pages to the end and truncates
-them) followed by ``PRAGMA wal_checkpoint(TRUNCATE)``, which copies the log into the database
-and cuts the ``-wal`` file to zero bytes. ``journal_size_limit`` also keeps the log from
-staying large after ordinary checkpoints.
+*inside* the file; the store's ``vacuum`` (``PRAGMA incremental_vacuum``, then
+``wal_checkpoint(TRUNCATE)``) gives them back to the disk.
 
-Errors. Every SQLite error is translated into ``JournalError`` at this boundary, with the file
-in the message and the original as ``__cause__``. A file written by a newer edgeagent (its
-``PRAGMA user_version`` is above ours) or one SQLite cannot read is refused at open with what to
-do about it.
+Errors. Every SQLite error is translated into ``JournalError`` at the store's boundary, with
+the file in the message and the original as ``__cause__``. A file written by a newer edgeagent
+(its ``PRAGMA user_version``, the journal's schema version, is above ours) or one SQLite
+cannot read is refused at open with what to do about it. A version 1 file is migrated when
+opened for writing; read-only, it is read as it is.
 
 Lifecycle: ``Journal`` is an async context manager (``async with Journal(path) as journal``,
-or ``journal = await Journal.open(path)`` ... ``await journal.close()``). Its writer runs in
-the journal's own ``asyncio.TaskGroup`` as ``edgeagent[journal].writer``; ``close`` lets the
-writer finish every queued operation, then closes both connections, and is idempotent.
+or ``journal = await Journal.open(path)`` ... ``await journal.close()``). ``close`` lets the
+writer finish every queued operation, then closes the store it owns (a shared store is left
+open), and is idempotent. ``report()`` is the journal's part of the status document.
 """
 
 from __future__ import annotations
@@ -68,25 +67,33 @@ import contextlib
 import enum
 import json
 import logging
-import os
-import sqlite3
 import time
-import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
-import aiosqlite
-
 from edgeagent.errors import JournalError
-from edgeagent.resource import AsyncResource
+from edgeagent.resource import AsyncResource, Number, PartState, Report
+from edgeagent.store import DEFAULT_MAX_BATCH as DEFAULT_MAX_BATCH
+from edgeagent.store import (
+    Execute,
+    ExecuteMany,
+    Planned,
+    Program,
+    Query,
+    Schema,
+    Store,
+    WriterKind,
+    chunks,
+    used_bytes,
+    vacuum,
+)
 
 log = logging.getLogger(__name__)
 
 # 2: marks.handoffs_done (a version 1 file is migrated when opened for writing).
 SCHEMA_VERSION = 2
-DEFAULT_MAX_BATCH = 4096
 REPLAY_BATCH = 5000
 DEFAULT_AUDIT_KEEP = 10_000
 
@@ -151,6 +158,20 @@ CREATE TABLE IF NOT EXISTS failed (
 );
 """
 
+# Version 1 handed emits on without waiting: its one mark covered them too.
+_MIGRATIONS = {
+    1: "ALTER TABLE marks ADD COLUMN handoffs_done INTEGER NOT NULL DEFAULT 0;"
+    " UPDATE marks SET handoffs_done = effects_done;",
+}
+JOURNAL_SCHEMA = Schema(
+    user="journal",
+    version=SCHEMA_VERSION,
+    create=SCHEMA,
+    tables=frozenset({"kinds", "intents", "snapshots", "timers", "audit", "marks", "failed"}),
+    migrations=_MIGRATIONS,
+    pragma_version=True,  # the file's user_version, as before the store existed
+)
+
 INSERT_INTENT = (
     "INSERT INTO intents (seq, at, reactor, kind, payload, trace_id, idem)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -181,8 +202,6 @@ _CANONICAL = json.JSONEncoder(
 # SQLite's limit on host parameters is 32766 since 3.32; stay well below it.
 _PARAMS_PER_QUERY = 500
 _COMPACT_CHUNK = 5000
-_WAL_SIZE_LIMIT = 4 * 1024 * 1024
-_BUSY_TIMEOUT_MS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +280,12 @@ class JournalState(enum.Enum):
 
 
 class Journal(AsyncResource):
-    """The SQLite journal at ``path``; see the module docstring."""
+    """The SQLite journal at ``path``; see the module docstring.
+
+    ``store``: a store shared with other users (it must hold ``JOURNAL_SCHEMA``, and its owner
+    opens and closes it); by default the journal opens a store of its own at ``path``.
+    ``writer`` picks the store's write connection (see ``edgeagent.store.writers``).
+    """
 
     def __init__(
         self,
@@ -269,33 +293,34 @@ class Journal(AsyncResource):
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         readonly: bool = False,
+        writer: WriterKind = "thread",
+        store: Store | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self.path = Path(path)
-        self.readonly = readonly
-        self._max_batch = max_batch
+        if store is None:
+            store = Store(
+                path,
+                [JOURNAL_SCHEMA],
+                name="journal",
+                max_batch=max_batch,
+                readonly=readonly,
+                writer=writer,
+                error=JournalError,
+            )
+            self._owns_store = True
+        else:
+            if JOURNAL_SCHEMA not in store.schemas:
+                raise ValueError(f"{store.path}: the store does not hold the journal's schema")
+            self._owns_store = False
+        self.path = store.path
+        self.readonly = store.readonly
+        self._store = store
         self._state = JournalState.NEW
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._tasks: asyncio.TaskGroup | None = None
-        self._writer_task: asyncio.Task[None] | None = None
-        self._writer_done = False
-        # Bounded: when the disk falls behind, producers wait here instead of piling up.
-        self._queue: asyncio.Queue[_Op] = asyncio.Queue(maxsize=max_batch)
-        self._next_seq = 1
-        self._kind_ids: dict[_Kind, int] = {}  # the kinds table, both ways
-        self._kinds: dict[int, _Kind] = {}
-        self._committed_seq = 0
+        self._writes = JournalWrites(self._notify)
         self._version = SCHEMA_VERSION  # of the file, once open
         self._committed = asyncio.Event()  # replaced (after being set) by every commit
         self._closed = asyncio.Event()
-        self._appended = 0
-        self._deduplicated = 0
-        self._audits = 0
-        self._commits = 0
-        self._batch_rows = 0
-        self._batch_max = 0
         self._payload_bytes = 0
 
     # ---- lifecycle
@@ -306,12 +331,29 @@ class Journal(AsyncResource):
     ) -> Journal:
         """Open (creating it unless ``readonly``) the journal at ``path``."""
         journal = cls(path, max_batch=max_batch, readonly=readonly)
-        await journal._open()
+        await journal.start()
         return journal
+
+    async def start(self) -> None:
+        if self._state is not JournalState.NEW:
+            raise JournalError(f"{self.path}: journal already {self._state.value}")
+        try:
+            if self.readonly and not self.path.is_file():
+                raise JournalError(
+                    f"{self.path}: no journal here (nothing has been journaled yet?)"
+                )
+            if self._owns_store:
+                await self._store.start()
+            self._version = self._store.version_of(JOURNAL_SCHEMA.user)
+            await self._learn_file()
+        except BaseException:
+            await self.close()  # releases whichever connection was opened
+            raise
+        self._state = JournalState.OPEN
 
     async def __aenter__(self) -> Self:
         if self._state is JournalState.NEW:
-            await self._open()
+            await self.start()
         return self
 
     async def close(self) -> None:
@@ -324,17 +366,11 @@ class Journal(AsyncResource):
         was_open = self._state is JournalState.OPEN
         self._state = JournalState.CLOSING
         try:
-            if was_open and self._tasks is not None:
-                if not self._writer_done:
-                    await self._queue.put(_Stop())
-                await self._tasks.__aexit__(None, None, None)
+            if self._owns_store:
+                await self._store.close()
+            elif was_open and self._store.writable:
+                await self._store.flush()  # our queued writes are answered
         finally:
-            self._tasks = None
-            for connection in (self._writer, self._reader):
-                if connection is not None:
-                    with contextlib.suppress(sqlite3.Error, ValueError):
-                        await connection.close()
-            self._writer = self._reader = None
             self._state = JournalState.CLOSED
             self._committed.set()  # release followers
             self._closed.set()
@@ -343,12 +379,22 @@ class Journal(AsyncResource):
     def state(self) -> JournalState:
         return self._state
 
+    async def failed(self) -> BaseException:
+        """Wait until the store's writer has failed (without it nothing can be journaled);
+        returns the error. The composition root awaits this: the store is ``fatal``."""
+        return await self._store.failed()
+
+    @property
+    def store(self) -> Store:
+        """The store the journal writes through (its own, or the shared one)."""
+        return self._store
+
     @property
     def last_seq(self) -> int:
         """The highest committed seq (0 for an empty journal)."""
-        return self._committed_seq
+        return self._writes.committed_seq
 
-    # ---- writes (group-committed by the writer task)
+    # ---- writes (group-committed by the store's writer)
 
     async def append(self, entries: Sequence[Entry]) -> list[int]:
         """Journal ``entries`` in order; returns their seqs once they are durable.
@@ -367,46 +413,40 @@ class Journal(AsyncResource):
         if not rows:
             return []
         self._payload_bytes += size
-        result: list[int] = await self._submit(_Append(rows))
+        result: list[int] = await self._store.submit(self._writes, _Append(rows), len(rows))
         return result
 
     async def audit(self, record: AuditRecord) -> None:
         """Record a denial; returns once it is durable (group-committed with the intents)."""
         self._check_writable()
         row = (record.at, record.principal, record.name, record.reason, record.trace_id)
-        await self._submit(_Audit(row))
+        await self._store.submit(self._writes, _Audit(row))
 
     async def snapshot(self, reactor: str, seq: int, state: Any) -> None:
         """Store ``state`` as ``reactor``'s state after intent ``seq`` (replacing the last)."""
         self._check_writable()
         text = self._encode(_CANONICAL, state, f"snapshot of {reactor}")
-        await self._submit(
-            _Write(
-                "INSERT INTO snapshots (reactor, seq, state, at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (reactor) DO UPDATE SET"
-                " seq = excluded.seq, state = excluded.state, at = excluded.at",
-                (reactor, seq, text, time.time()),
-            )
+        await self._write(
+            "INSERT INTO snapshots (reactor, seq, state, at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (reactor) DO UPDATE SET"
+            " seq = excluded.seq, state = excluded.state, at = excluded.at",
+            (reactor, seq, text, time.time()),
         )
 
     async def set_timer(self, timer: Timer) -> None:
         """Store ``timer``, replacing the reactor's timer with the same key."""
         self._check_writable()
         payload = self._encode(_COMPACT, timer.payload, f"timer {timer.key}")
-        await self._submit(
-            _Write(
-                "INSERT OR REPLACE INTO timers (reactor, key, due, name, payload)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (timer.reactor, timer.key, timer.due, timer.name, payload),
-            )
+        await self._write(
+            "INSERT OR REPLACE INTO timers (reactor, key, due, name, payload)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (timer.reactor, timer.key, timer.due, timer.name, payload),
         )
 
     async def cancel_timer(self, reactor: str, key: str) -> None:
         """Forget the reactor's timer ``key`` (nothing happens when there is none)."""
         self._check_writable()
-        await self._submit(
-            _Write("DELETE FROM timers WHERE reactor = ? AND key = ?", (reactor, key))
-        )
+        await self._write("DELETE FROM timers WHERE reactor = ? AND key = ?", (reactor, key))
 
     async def mark_effects_done(
         self, reactor: str, seq: int, *, handoffs: int | None = None
@@ -415,24 +455,20 @@ class Journal(AsyncResource):
         effects (emits, forwards) up to ``handoffs`` (default ``seq``). Marks never move
         back."""
         self._check_writable()
-        await self._submit(
-            _Write(
-                "INSERT INTO marks (reactor, effects_done, handoffs_done) VALUES (?, ?, ?)"
-                " ON CONFLICT (reactor) DO UPDATE SET"
-                " effects_done = max(effects_done, excluded.effects_done),"
-                " handoffs_done = max(handoffs_done, excluded.handoffs_done)",
-                (reactor, seq, seq if handoffs is None else handoffs),
-            )
+        await self._write(
+            "INSERT INTO marks (reactor, effects_done, handoffs_done) VALUES (?, ?, ?)"
+            " ON CONFLICT (reactor) DO UPDATE SET"
+            " effects_done = max(effects_done, excluded.effects_done),"
+            " handoffs_done = max(handoffs_done, excluded.handoffs_done)",
+            (reactor, seq, seq if handoffs is None else handoffs),
         )
 
     async def mark_failed(self, reactor: str, seq: int, error: str) -> None:
         """Intent ``seq`` made ``reactor``'s handler raise ``error``; replay skips it too."""
         self._check_writable()
-        await self._submit(
-            _Write(
-                "INSERT OR REPLACE INTO failed (seq, reactor, error) VALUES (?, ?, ?)",
-                (seq, reactor, error),
-            )
+        await self._write(
+            "INSERT OR REPLACE INTO failed (seq, reactor, error) VALUES (?, ?, ?)",
+            (seq, reactor, error),
         )
 
     async def compact(self, *, max_bytes: int, audit_keep: int = DEFAULT_AUDIT_KEEP) -> int:
@@ -444,9 +480,16 @@ class Journal(AsyncResource):
         nothing more may be deleted (a warning is logged).
         """
         self._check_writable()
-        removed: int = await self._submit(
-            _Exclusive(lambda connection: self._compact(connection, max_bytes, audit_keep))
-        )
+        removed: int = await self._store.exclusive(compaction(max_bytes, audit_keep))
+        size = self.size_bytes()
+        if size > max_bytes:
+            log.warning(
+                "journal %s: %d bytes after compaction, above the %d byte bound: the rest is"
+                " not yet covered by snapshots and effects_done marks",
+                self.path,
+                size,
+                max_bytes,
+            )
         return removed
 
     # ---- reads (the read-only connection: committed rows only)
@@ -557,373 +600,81 @@ class Journal(AsyncResource):
         return [AuditRecord(*row) for row in rows[::-1]]
 
     def stats(self) -> JournalStats:
+        writes = self._writes
         return JournalStats(
-            appended=self._appended,
-            deduplicated=self._deduplicated,
-            audits=self._audits,
-            commits=self._commits,
-            batch_max=self._batch_max,
-            batch_mean=self._batch_rows / self._commits if self._commits else 0.0,
+            appended=writes.appended,
+            deduplicated=writes.deduplicated,
+            audits=writes.audits,
+            commits=writes.commits,
+            batch_max=writes.batch_max,
+            batch_mean=writes.batch_rows / writes.commits if writes.commits else 0.0,
             payload_bytes=self._payload_bytes,
             bytes=self.size_bytes(),
-            last_seq=self._committed_seq,
+            last_seq=writes.committed_seq,
         )
+
+    def report(self) -> Report:
+        """The journal's counters (``stats``), over its store's report when it owns the store;
+        a shared store reports on its own."""
+        stats = self.stats()
+        counters: dict[str, Number] = {
+            name: getattr(stats, name) for name in JournalStats.__slots__
+        }
+        detail: dict[str, Any] = {"path": str(self.path), "schema_version": self._version}
+        if self._owns_store:
+            store = self._store.report()
+            counters = {**{f"store_{k}": v for k, v in store.counters.items()}, **counters}
+            return Report(store.state, counters, {**store.detail, **detail}, store.error)
+        state = {
+            JournalState.NEW: PartState.NEW,
+            JournalState.OPEN: PartState.RUNNING,
+        }.get(self._state, PartState.STOPPED)
+        return Report(state, counters, detail)
 
     def size_bytes(self) -> int:
         """The database file and its write-ahead log, as they are on disk now."""
-        total = 0
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(OSError):
-                total += os.stat(f"{self.path}{suffix}").st_size
-        return total
+        return self._store.size_bytes()
 
-    # ---- private: opening
+    # ---- private
 
-    async def _open(self) -> None:
-        if self._state is not JournalState.NEW:
-            raise JournalError(f"{self.path}: journal already {self._state.value}")
-        try:
-            await self._connect()
-        except BaseException:
-            await self.close()  # releases whichever connection was opened
-            raise
-        self._state = JournalState.OPEN
-        if not self.readonly:
-            self._tasks = asyncio.TaskGroup()
-            await self._tasks.__aenter__()
-            self._writer_task = self._tasks.create_task(
-                self._write_loop(), name="edgeagent[journal].writer"
-            )
-
-    async def _connect(self) -> None:
-        if self.readonly and not self.path.is_file():
-            raise JournalError(f"{self.path}: no journal here (nothing has been journaled yet?)")
-        # Read-only by URI, so a reader can never create or change the file by mistake.
-        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
-        if not self.readonly:
-            with self._errors("create the journal's directory"):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            # When aiosqlite fails to connect, its worker thread later reports to a loop that
-            # may be gone; trying with plain sqlite3 first turns a path SQLite cannot open
-            # (a directory, no permission) into our error without that.
-            with self._errors("open"):
-                await asyncio.to_thread(_try_open, str(self.path), uri=False)
-                self._writer = await aiosqlite.connect(self.path)
-            await self._prepare_writer(self._writer)
-        with self._errors("open for reading"):
-            await asyncio.to_thread(_try_open, uri, uri=True)
-            self._reader = await aiosqlite.connect(uri, uri=True)
-            await self._reader.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        version = await self._read("PRAGMA user_version", (), "read the schema version")
-        self._version = int(version[0][0])
-        self._check_version(self._version)
-        if self.readonly:
-            # The reader only serves as a writer elsewhere allows; seqs come from the file.
-            high = await self._read(
-                "SELECT max(coalesce((SELECT max(seq) FROM intents), 0),"
-                " coalesce((SELECT max(seq) FROM snapshots), 0))",
-                (),
-                "read",
-            )
-            self._committed_seq = int(high[0][0])
-            await self._reload_kinds()
-
-    async def _prepare_writer(self, connection: aiosqlite.Connection) -> None:
-        with self._errors("open"):
-            # Any read makes SQLite look at the header: a file that is not a database fails
-            # here, before we try to change anything in it.
-            rows = await connection.execute_fetchall("PRAGMA user_version")
-            version = int(next(iter(rows))[0])
-            self._check_version(version)
-            await connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            if version == 0:
-                # Only takes effect before the first table exists: lets compact() shrink
-                # the file with incremental_vacuum.
-                await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            mode = await connection.execute_fetchall("PRAGMA journal_mode = WAL")
-            if str(next(iter(mode))[0]).lower() != "wal":
-                raise JournalError(f"{self.path}: SQLite refused write-ahead logging here")
-            await connection.execute("PRAGMA synchronous = FULL")
-            await connection.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
-            if version == 0:
-                await connection.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
-            elif version == 1:
-                # Version 1 handed emits on without waiting: its one mark covered them too.
-                await connection.executescript(
-                    "BEGIN; ALTER TABLE marks ADD COLUMN handoffs_done INTEGER NOT NULL DEFAULT 0;"
-                    " UPDATE marks SET handoffs_done = effects_done; PRAGMA user_version = 2;"
-                    " COMMIT;"
-                )
-            high = await connection.execute_fetchall(
-                "SELECT coalesce((SELECT max(seq) FROM intents), 0),"
-                " coalesce((SELECT max(seq) FROM snapshots), 0)"
-            )
-            last_intent, last_snapshot = next(iter(high))
-            kinds = await connection.execute_fetchall(_SELECT_KINDS)
-        self._learn(kinds)
+    async def _learn_file(self) -> None:
+        """The highest seq and the kinds, from the file as it is at open."""
+        high = await self._read(
+            "SELECT coalesce((SELECT max(seq) FROM intents), 0),"
+            " coalesce((SELECT max(seq) FROM snapshots), 0)",
+            (),
+            "read",
+        )
+        last_intent, last_snapshot = high[0]
         # A snapshot may be newer than every remaining intent once compaction has run:
         # new seqs must stay above it, or replay(after=snapshot) would skip them.
-        self._committed_seq = int(max(last_intent, last_snapshot))
-        self._next_seq = self._committed_seq + 1
+        self._writes.opened_at(int(max(last_intent, last_snapshot)))
+        await self._reload_kinds()
 
-    def _learn(self, rows: Any) -> None:
-        for ident, *parts in rows:
-            kind: _Kind = tuple(str(part) for part in parts)  # type: ignore[assignment]
-            self._kind_ids[kind] = int(ident)
-            self._kinds[int(ident)] = kind
+    def _notify(self) -> None:
+        event, self._committed = self._committed, asyncio.Event()
+        event.set()
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self._store.submit(self._writes, _Write(sql, params))
 
     async def _reload_kinds(self) -> None:
         """Kinds another process added since we last looked (a read-only journal)."""
-        self._learn(await self._read(_SELECT_KINDS, (), "read kinds"))
-
-    def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"{self.path}: journal schema version {version} was written by a newer"
-                f" edgeagent (this one reads up to {SCHEMA_VERSION}); upgrade edgeagent, or"
-                " move the file aside to start a new journal"
-            )
-
-    # ---- private: the writer
-
-    async def _submit(self, op: _Op) -> Any:
-        try:
-            self._queue.put_nowait(op)
-        except asyncio.QueueFull:
-            await self._queue.put(op)
-            if self._writer_done:  # the writer ended while we waited for room
-                raise self._closed_error() from None
-        return await op.future
-
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                batch = [await self._queue.get()]
-                rows = batch[0].rows
-                special = isinstance(batch[0], _Exclusive | _Stop)
-                while not special and rows < self._max_batch:
-                    try:
-                        op = self._queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-                    batch.append(op)
-                    rows += op.rows
-                    special = isinstance(op, _Exclusive | _Stop)
-                last = batch[-1]
-                if special:
-                    batch.pop()
-                if batch:
-                    await self._commit(batch)
-                if isinstance(last, _Stop):
-                    return
-                if isinstance(last, _Exclusive):
-                    await self._run_exclusive(last)
-        finally:
-            self._writer_done = True
-            self._fail_queued()
-
-    async def _commit(self, batch: list[_Op]) -> None:
-        connection = self._writer
-        assert connection is not None
-        seq = self._next_seq
-        kinds = self._kind_ids
-        fresh: dict[_Kind, int] = {}  # kinds first seen in this batch: known once committed
-        rows: list[tuple[Any, ...]] = []
-        answers: list[tuple[_Op, Any]] = []
-        audits: list[tuple[Any, ...]] = []
-        writes: list[_Write] = []
-        duplicates = 0
-        try:
-            known = await self._known_keys(connection, batch)
-            for op in batch:
-                if isinstance(op, _Append):
-                    seqs: list[int] = []
-                    for row in op.data:
-                        idem = row[4]
-                        if idem is not None:
-                            first = known.get(idem)
-                            if first is not None:
-                                seqs.append(first)
-                                duplicates += 1
-                                continue
-                            known[idem] = seq
-                        kind = row[1]
-                        ident = kinds.get(kind) or fresh.get(kind) or self._fresh(fresh, kind)
-                        rows.append((seq, row[0], kind[0], ident, row[2], row[3], idem))
-                        seqs.append(seq)
-                        seq += 1
-                    answers.append((op, seqs))
-                elif isinstance(op, _Audit):
-                    audits.append(op.data)
-                    answers.append((op, None))
-                elif isinstance(op, _Write):
-                    writes.append(op)
-                    answers.append((op, None))
-            await _write_and_commit(
-                connection, [(i, *k) for k, i in fresh.items()], rows, audits, writes
-            )
-        except (sqlite3.Error, ValueError) as exc:
-            # ValueError: aiosqlite's "connection closed". Nothing of the batch is durable.
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                await connection.rollback()
-            log.warning(
-                "journal %s: a commit of %d operations failed: %s", self.path, len(batch), exc
-            )
-            for op in batch:
-                if not op.future.done():
-                    error = JournalError(f"{self.path}: writing to the journal failed: {exc}")
-                    error.__cause__ = exc
-                    op.future.set_exception(error)
-            return
-        self._next_seq = seq
-        for kind, ident in fresh.items():
-            kinds[kind] = ident
-            self._kinds[ident] = kind
-        self._commits += 1
-        self._appended += len(rows)
-        self._audits += len(audits)
-        self._deduplicated += duplicates
-        written = len(rows) + len(audits)
-        self._batch_rows += written
-        self._batch_max = max(self._batch_max, written)
-        for op, answer in answers:
-            if not op.future.done():  # the waiter may have been cancelled
-                op.future.set_result(answer)
-        if seq - 1 > self._committed_seq:
-            self._committed_seq = seq - 1
-            event, self._committed = self._committed, asyncio.Event()
-            event.set()
-
-    def _fresh(self, fresh: dict[_Kind, int], kind: _Kind) -> int:
-        ident = len(self._kind_ids) + len(fresh) + 1  # ids are dense: 1, 2, 3 ...
-        fresh[kind] = ident
-        return ident
-
-    async def _known_keys(
-        self, connection: aiosqlite.Connection, batch: list[_Op]
-    ) -> dict[str, int]:
-        keys = {
-            row[4]
-            for op in batch
-            if isinstance(op, _Append)
-            for row in op.data
-            if row[4] is not None
-        }
-        known: dict[str, int] = {}
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), _PARAMS_PER_QUERY):
-            chunk = ordered[start : start + _PARAMS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            # Only "?" placeholders are formatted in; the keys travel as parameters.
-            found = await connection.execute_fetchall(
-                f"SELECT idem, seq FROM intents WHERE idem IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            known.update({str(idem): int(seq) for idem, seq in found})
-        return known
-
-    async def _run_exclusive(self, op: _Exclusive) -> None:
-        connection = self._writer
-        assert connection is not None
-        try:
-            result = await op.run(connection)
-        except (sqlite3.Error, ValueError) as exc:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                await connection.rollback()
-            if not op.future.done():
-                error = JournalError(f"{self.path}: journal maintenance failed: {exc}")
-                error.__cause__ = exc
-                op.future.set_exception(error)
-            return
-        except JournalError as exc:
-            if not op.future.done():
-                op.future.set_exception(exc)
-            return
-        if not op.future.done():
-            op.future.set_result(result)
-
-    async def _compact(
-        self, connection: aiosqlite.Connection, max_bytes: int, audit_keep: int
-    ) -> int:
-        removed = 0
-        cursor = await connection.execute(
-            "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC"
-            " LIMIT 1 OFFSET ?)",
-            (audit_keep,),
-        )
-        removed += max(cursor.rowcount, 0)
-        # Failed marks of rows that replay will never reach again are dead weight.
-        cursor = await connection.execute(
-            "DELETE FROM failed WHERE seq <= (SELECT min(s.seq, coalesce(m.effects_done, 0),"
-            " coalesce(m.handoffs_done, 0))"
-            " FROM snapshots s LEFT JOIN marks m ON m.reactor = s.reactor"
-            " WHERE s.reactor = failed.reactor)"
-        )
-        removed += max(cursor.rowcount, 0)
-        await connection.commit()
-        while await self._used_bytes(connection) > max_bytes:
-            cursor = await connection.execute(
-                "DELETE FROM intents WHERE seq IN (SELECT i.seq FROM intents i"
-                " JOIN snapshots s ON s.reactor = i.reactor"
-                " LEFT JOIN marks m ON m.reactor = i.reactor"
-                " WHERE i.seq <= min(s.seq, coalesce(m.effects_done, 0),"
-                " coalesce(m.handoffs_done, 0))"
-                " ORDER BY i.seq LIMIT ?)",
-                (_COMPACT_CHUNK,),
-            )
-            deleted = max(cursor.rowcount, 0)
-            await connection.commit()
-            removed += deleted
-            if deleted == 0:
-                break
-        # Freed pages are only reused inside the file; these two give them back to the disk.
-        # executescript steps the pragma to completion; execute() would free a single page.
-        await connection.executescript("PRAGMA incremental_vacuum;")
-        await connection.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-        size = self.size_bytes()
-        if size > max_bytes:
-            log.warning(
-                "journal %s: %d bytes after compaction, above the %d byte bound: the rest is"
-                " not yet covered by snapshots and effects_done marks",
-                self.path,
-                size,
-                max_bytes,
-            )
-        return removed
-
-    async def _used_bytes(self, connection: aiosqlite.Connection) -> int:
-        values = []
-        for pragma in ("page_count", "freelist_count", "page_size"):
-            rows = await connection.execute_fetchall(f"PRAGMA {pragma}")
-            values.append(int(next(iter(rows))[0]))
-        pages, free, size = values
-        return (pages - free) * size
-
-    def _fail_queued(self) -> None:
-        while True:
-            try:
-                op = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            if not op.future.done():
-                op.future.set_exception(self._closed_error())
-
-    # ---- private: helpers
+        self._writes.learn(await self._read(_SELECT_KINDS, (), "read kinds"))
 
     def _check_writable(self) -> None:
         if self.readonly:
             raise JournalError(f"{self.path}: journal opened read-only")
-        if self._state is not JournalState.OPEN or self._writer_done:
+        if self._state is not JournalState.OPEN or not self._store.writable:
             raise self._closed_error()
 
     def _closed_error(self) -> JournalError:
         return JournalError(f"{self.path}: journal is {self._state.value}")
 
     async def _read(self, sql: str, params: Sequence[Any], doing: str) -> list[Any]:
-        if self._reader is None or self._state is JournalState.CLOSED:
+        if self._state is JournalState.CLOSED:
             raise self._closed_error()
-        with self._errors(doing):
-            return list(await self._reader.execute_fetchall(sql, params))
+        return await self._store.read(sql, params, doing)
 
     async def _entries(self, rows: list[Any]) -> list[Entry]:
         """Rows of ``intents`` as entries; learns kinds added by another process."""
@@ -954,7 +705,7 @@ class Journal(AsyncResource):
         # The hot loop of replay. A frozen dataclass's __init__ sets each field through
         # object.__setattr__ by name; calling the slot descriptors directly does the same
         # in about half the time, and a million entries make that a second.
-        kinds = self._kinds
+        kinds = self._writes.kinds
         new = object.__new__
         seq_, at_, reactor_, verb_, name_, payload_, principal_, source_, trace_, idem_ = (
             _ENTRY_SLOTS
@@ -991,127 +742,193 @@ class Journal(AsyncResource):
                 " backup or move it aside"
             ) from exc
 
-    @contextlib.contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        """SQLite and OS errors as JournalError naming the file (``__cause__`` kept)."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            if "not a database" in str(exc) or "malformed" in str(exc):
-                raise JournalError(
-                    f"{self.path}: not a readable journal ({exc}); move the file aside to"
-                    " start a new journal, or restore it from a backup"
-                ) from exc
-            raise JournalError(f"{self.path}: could not {doing}: {exc}") from exc
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalError(
-                f"{self.path}: could not {doing}: {exc} (check that the state directory"
-                " exists and is writable)"
-            ) from exc
 
-
-def _try_open(target: str, *, uri: bool) -> None:
-    sqlite3.connect(target, uri=uri).close()
-
-
-# ---- operations queued for the writer
+# ---- the journal's part of a batch (a Planner for the store's writer)
 
 # (reactor, verb, name, principal, source): one row of ``kinds``.
 _Kind = tuple[str, str, str, str, str]
 
 
-class _Op:
-    """A queued write; ``rows`` counts toward the batch bound; ``future`` gets the answer."""
+class JournalWrites:
+    """Plans the journal's jobs of a batch as steps on its tables, and keeps what the writer
+    decides across batches: the next seq, the kinds table both ways, the counters.
 
-    __slots__ = ("data", "future", "rows")
+    ``plan`` (on the writer's thread, inside the batch's transaction) only reads this state;
+    the batch's ``on_commit`` (on the event loop, after COMMIT) applies it, so a failed batch
+    changes nothing here. ``notify`` is called after a commit that added intents.
+    """
 
-    def __init__(self, data: Any, rows: int) -> None:
-        self.data = data
-        self.rows = rows
-        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    def __init__(self, notify: Callable[[], None] = lambda: None) -> None:
+        self.next_seq = 1
+        self.committed_seq = 0
+        self.kind_ids: dict[_Kind, int] = {}
+        self.kinds: dict[int, _Kind] = {}
+        self.appended = 0
+        self.deduplicated = 0
+        self.audits = 0
+        self.commits = 0
+        self.batch_rows = 0
+        self.batch_max = 0
+        self._notify = notify
+
+    def opened_at(self, last_seq: int) -> None:
+        """The file's highest seq (of intents and snapshots) when it was opened."""
+        self.committed_seq = last_seq
+        self.next_seq = last_seq + 1
+
+    def learn(self, rows: Any) -> None:
+        """Rows of ``kinds`` (id, reactor, verb, name, principal, source)."""
+        for ident, *parts in rows:
+            kind: _Kind = tuple(str(part) for part in parts)  # type: ignore[assignment]
+            self.kind_ids[kind] = int(ident)
+            self.kinds[int(ident)] = kind
+
+    def plan(self, jobs: Sequence[Any]) -> Program[Planned]:
+        known = yield from self._known_keys(jobs)
+        seq = self.next_seq
+        kinds = self.kind_ids
+        fresh: dict[_Kind, int] = {}  # kinds first seen in this batch: known once committed
+        rows: list[tuple[Any, ...]] = []
+        answers: list[Any] = []
+        audits: list[tuple[Any, ...]] = []
+        writes: list[_Write] = []
+        duplicates = 0
+        for job in jobs:
+            if isinstance(job, _Append):
+                seqs: list[int] = []
+                for row in job.rows:
+                    idem = row[4]
+                    if idem is not None:
+                        first = known.get(idem)
+                        if first is not None:
+                            seqs.append(first)
+                            duplicates += 1
+                            continue
+                        known[idem] = seq
+                    kind = row[1]
+                    ident = kinds.get(kind) or fresh.get(kind) or self._fresh(fresh, kind)
+                    rows.append((seq, row[0], kind[0], ident, row[2], row[3], idem))
+                    seqs.append(seq)
+                    seq += 1
+                answers.append(seqs)
+            elif isinstance(job, _Audit):
+                audits.append(job.row)
+                answers.append(None)
+            else:
+                writes.append(job)
+                answers.append(None)
+        if fresh:
+            yield ExecuteMany(INSERT_KIND, [(i, *k) for k, i in fresh.items()])
+        if rows:
+            yield ExecuteMany(INSERT_INTENT, rows)
+        if audits:
+            yield ExecuteMany(_INSERT_AUDIT, audits)
+        for write in writes:
+            yield Execute(write.sql, write.params)
+
+        def committed() -> None:
+            self.next_seq = seq
+            for kind, ident in fresh.items():
+                self.kind_ids[kind] = ident
+                self.kinds[ident] = kind
+            self.commits += 1
+            self.appended += len(rows)
+            self.audits += len(audits)
+            self.deduplicated += duplicates
+            written = len(rows) + len(audits)
+            self.batch_rows += written
+            self.batch_max = max(self.batch_max, written)
+            if seq - 1 > self.committed_seq:
+                self.committed_seq = seq - 1
+                self._notify()
+
+        return Planned(answers, committed)
+
+    def _fresh(self, fresh: dict[_Kind, int], kind: _Kind) -> int:
+        ident = len(self.kind_ids) + len(fresh) + 1  # ids are dense: 1, 2, 3 ...
+        fresh[kind] = ident
+        return ident
+
+    def _known_keys(self, jobs: Sequence[Any]) -> Program[dict[str, int]]:
+        keys = {
+            row[4]
+            for job in jobs
+            if isinstance(job, _Append)
+            for row in job.rows
+            if row[4] is not None
+        }
+        known: dict[str, int] = {}
+        for chunk in chunks(sorted(keys), _PARAMS_PER_QUERY):
+            marks = ",".join("?" * len(chunk))
+            # Only "?" placeholders are formatted in; the keys travel as parameters.
+            found = yield Query(
+                f"SELECT idem, seq FROM intents WHERE idem IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            known.update({str(idem): int(seq) for idem, seq in found})
+        return known
 
 
-class _Append(_Op):
-    __slots__ = ()
+def compaction(max_bytes: int, audit_keep: int) -> Program[int]:
+    """Delete what the journal no longer needs until its pages fit ``max_bytes`` (or nothing
+    more may go), then give the freed pages back; returns the rows removed. Runs as the
+    store's exclusive maintenance, each DELETE committing on its own."""
+    removed = 0
+    count: int = yield Execute(
+        "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        (audit_keep,),
+    )
+    removed += max(count, 0)
+    # Failed marks of rows that replay will never reach again are dead weight.
+    count = yield Execute(
+        "DELETE FROM failed WHERE seq <= (SELECT min(s.seq, coalesce(m.effects_done, 0),"
+        " coalesce(m.handoffs_done, 0))"
+        " FROM snapshots s LEFT JOIN marks m ON m.reactor = s.reactor"
+        " WHERE s.reactor = failed.reactor)"
+    )
+    removed += max(count, 0)
+    while (yield from used_bytes()) > max_bytes:
+        count = yield Execute(
+            "DELETE FROM intents WHERE seq IN (SELECT i.seq FROM intents i"
+            " JOIN snapshots s ON s.reactor = i.reactor"
+            " LEFT JOIN marks m ON m.reactor = i.reactor"
+            " WHERE i.seq <= min(s.seq, coalesce(m.effects_done, 0),"
+            " coalesce(m.handoffs_done, 0))"
+            " ORDER BY i.seq LIMIT ?)",
+            (_COMPACT_CHUNK,),
+        )
+        deleted = max(count, 0)
+        removed += deleted
+        if deleted == 0:
+            break
+    yield from vacuum()
+    return removed
+
+
+# ---- the journal's jobs
+
+
+class _Append:
+    """Intent rows (at, kind, payload, trace_id, idem), before seqs are assigned."""
+
+    __slots__ = ("rows",)
 
     def __init__(self, rows: list[tuple[Any, ...]]) -> None:
-        super().__init__(rows, len(rows))
+        self.rows = rows
 
 
-class _Audit(_Op):
-    __slots__ = ()
+class _Audit:
+    __slots__ = ("row",)
 
     def __init__(self, row: tuple[Any, ...]) -> None:
-        super().__init__(row, 1)
+        self.row = row
 
 
-class _Write(_Op):
+class _Write:
     """One statement (snapshot, timer, mark) committed with the batch it lands in."""
 
-    __slots__ = ("sql",)
+    __slots__ = ("params", "sql")
 
     def __init__(self, sql: str, params: tuple[Any, ...]) -> None:
-        super().__init__(params, 1)
         self.sql = sql
-
-
-async def _write_and_commit(
-    connection: aiosqlite.Connection,
-    kind_rows: list[tuple[Any, ...]],
-    rows: list[tuple[Any, ...]],
-    audits: list[tuple[Any, ...]],
-    writes: list[_Write],
-) -> None:
-    """One batch's inserts and its COMMIT, as one call on aiosqlite's thread when we can.
-
-    Each aiosqlite call is a round trip to its worker thread; a batch used to take three to
-    five of them, and under load each waits for the event loop and the GIL. On the 2-core
-    development host, appends alone at 12k intents/s (arrivals grouped per loop turn) went
-    from p99 22-35 ms to 12 ms, and one append at a time from 0.78 to 0.55 ms.
-    aiosqlite has no public way to run several statements in one trip, so this uses its
-    ``_execute`` and ``_conn`` (present since 0.17; tests check they still are) and falls back
-    to plain calls when they are gone.
-    """
-    run = getattr(connection, "_execute", None)
-    raw = getattr(connection, "_conn", None)
-    if run is None or raw is None:
-        if kind_rows:
-            await connection.executemany(INSERT_KIND, kind_rows)
-        if rows:
-            await connection.executemany(INSERT_INTENT, rows)
-        if audits:
-            await connection.executemany(_INSERT_AUDIT, audits)
-        for write in writes:
-            await connection.execute(write.sql, write.data)
-        await connection.commit()
-        return
-
-    def write_all(db: sqlite3.Connection) -> None:
-        if kind_rows:
-            db.executemany(INSERT_KIND, kind_rows)
-        if rows:
-            db.executemany(INSERT_INTENT, rows)
-        if audits:
-            db.executemany(_INSERT_AUDIT, audits)
-        for write in writes:
-            db.execute(write.sql, write.data)
-        db.commit()
-
-    await run(write_all, raw)
-
-
-class _Exclusive(_Op):
-    """Maintenance that commits on its own (compaction): run between batches."""
-
-    __slots__ = ("run",)
-
-    def __init__(self, run: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> None:
-        super().__init__(None, 0)
-        self.run = run
-
-
-class _Stop(_Op):
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(None, 0)
+        self.params = params
