@@ -21,8 +21,10 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from edgeagent import __version__, api
 from edgeagent.api.context import Device, Parts
@@ -118,8 +120,8 @@ class Agent:
                 tasks.create_task(self._compact_journal(), name="edgeagent[journal].compact")
                 stop = tasks.create_task(self._stop.wait(), name="edgeagent.stop")
                 fatal = [
-                    tasks.create_task(part.failed(), name=f"edgeagent.fatal[{part.part_name}]")
-                    for part in _fatal_parts(self.parts)
+                    tasks.create_task(failed(), name=f"edgeagent.fatal[{name}]")
+                    for name, failed in _fatal_parts(self.parts).items()
                 ]
                 done, _ = await asyncio.wait([stop, *fatal], return_when=asyncio.FIRST_COMPLETED)
                 for task in fatal:
@@ -222,7 +224,14 @@ async def start_parts(parts: Parts, stack: AsyncExitStack) -> None:
         await stack.enter_async_context(parts.reactors)
 
 
-def _fatal_parts(parts: Parts) -> list[TaskOwner]:
-    return [
-        part for part in parts.reporting().values() if isinstance(part, TaskOwner) and part.fatal
-    ]
+def _fatal_parts(parts: Parts) -> dict[str, Callable[[], Coroutine[Any, Any, BaseException]]]:
+    """The parts whose failure stops the agent: task owners built ``fatal=True``, and the
+    journal (whose store writer is fatal: without it nothing can be journaled)."""
+    found: dict[str, Callable[[], Coroutine[Any, Any, BaseException]]] = {
+        name: part.failed
+        for name, part in parts.reporting().items()
+        if isinstance(part, TaskOwner) and part.fatal
+    }
+    if parts.journal is not None:
+        found["journal"] = parts.journal.failed
+    return found

@@ -70,6 +70,7 @@ CORES = (
     "edgeagent.reactors.builtin.schedule",
     "edgeagent.reactors.builtin.threshold",
     "edgeagent.reactors.builtin.window",
+    "edgeagent.store.plan",
 )
 IO_MODULES = frozenset({"asyncio", "socket", "sqlite3", "aiosqlite", "serial", "paho"})
 TASKGROUP_OWNERS = {"edgeagent/resource.py", "edgeagent/agent.py"}
