@@ -1311,8 +1311,9 @@ def _parse(data: bytes) -> _Packet:
 def _parse_query(data: bytes, ident: int, flags: int, qdcount: int, ancount: int) -> _Packet:
     """A plain query (not a probe), read without dnslib: questions and known answers only.
 
-    At 50 peers every browse question carries ~50 known answers and reaches every device;
-    dnslib needs ~2.6 ms for one such packet, this ~0.3 ms. Known answers are reduced to the
+    At 50 peers every browse question carries ~50 known answers and reaches every device, and
+    parsing such a packet with dnslib costs several times what this does (bench/README.md,
+    "Parsers"). Known answers are reduced to the
     wire keys the §7.1 check compares (uncompressed rdata, as ``_rdata_bytes`` packs ours);
     types we never publish are skipped. The additional section (EDNS) is not read.
     """
@@ -1384,8 +1385,7 @@ def _parse_records(
     """A response or probe read without dnslib; None when a record needs dnslib after all.
 
     At start-up every device hears every peer probe and announce, and ``DNSRecord.parse`` was
-    most of the CPU: ~220 µs for an announcement of six records, this ~50 µs (a probe: ~75 µs,
-    ~18 µs). It builds the same records as ``_parse_full`` (dnslib rdata, name text,
+    most of the CPU; this is several times cheaper (bench/README.md, "Parsers"). It builds the same records as ``_parse_full`` (dnslib rdata, name text,
     cache-flush bit) and takes the uncompressed rdata for the wire key straight from the
     packet. Types it does not know, and NSEC bitmaps in a form it does not read, send the whole
     packet to dnslib. Malformed input raises, as in dnslib; rdata must also end exactly where
