@@ -1,11 +1,11 @@
 """The fast path: packed replies keyed by the query bytes after the 2-byte ID.
 
 Theory of operation: parsing and packing with dnslib costs about a hundred times what a dict
-look-up and a bytes concatenation do (bench/README.md, "Parsers"). Most traffic a stub resolver sends us repeats the
-same few questions, so the core stores each reply it built from the name source's own records
-or cache (never a live mDNS answer, never a forwarded one) under ``query[2:]`` — the flags,
-the questions and the whole OPT record, EDNS size included, are part of the key — and a hit
-only prepends the new query's ID to the stored ``reply[2:]``.
+look-up and a bytes concatenation do (bench/README.md, "Parsers"). Most traffic a stub resolver
+sends us repeats the same few questions, so the core stores each reply it built from the name
+source's own records or cache (never a live mDNS answer, never a forwarded one) under
+``query[2:]`` — the flags, the questions and the whole OPT record, EDNS size included, are part
+of the key — and a hit only prepends the new query's ID to the stored ``reply[2:]``.
 
 Freshness, the two rules that keep cached answers honest:
 

@@ -1385,11 +1385,12 @@ def _parse_records(
     """A response or probe read without dnslib; None when a record needs dnslib after all.
 
     At start-up every device hears every peer probe and announce, and ``DNSRecord.parse`` was
-    most of the CPU; this is several times cheaper (bench/README.md, "Parsers"). It builds the same records as ``_parse_full`` (dnslib rdata, name text,
-    cache-flush bit) and takes the uncompressed rdata for the wire key straight from the
-    packet. Types it does not know, and NSEC bitmaps in a form it does not read, send the whole
-    packet to dnslib. Malformed input raises, as in dnslib; rdata must also end exactly where
-    its rdlength says, which dnslib does not check.
+    most of the CPU; this is several times cheaper (bench/README.md, "Parsers"). It builds the
+    same records as ``_parse_full`` (dnslib rdata, name text, cache-flush bit) and takes the
+    uncompressed rdata for the wire key straight from the packet. Types it does not know, and
+    NSEC bitmaps in a form it does not read, send the whole packet to dnslib. Malformed input
+    raises, as in dnslib; rdata must also end exactly where its rdlength says, which dnslib does
+    not check.
     """
     offset = 12
     questions = []
