@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import json
@@ -18,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from edgeagent.config.model import ClusterConfig, InterfacesConfig
+import edgeagent.mesh.discovery as discovery_package
+from edgeagent.config.model import BUILTIN_STRATEGIES, ClusterConfig, InterfacesConfig
 from edgeagent.dns.records import (
     Record,
     RType,
@@ -30,6 +32,7 @@ from edgeagent.dns.records import (
 )
 from edgeagent.mdns.cache import Cache
 from edgeagent.mesh.discovery import (
+    BUILTIN,
     Candidate,
     Deduplicator,
     DiscoveryContext,
@@ -715,6 +718,36 @@ def test_the_config_accepts_an_installed_plugin_name(tmp_path: Path) -> None:
 def test_loading_failures_say_why(name: str, message: str) -> None:
     with pytest.raises(DiscoveryError, match=message):
         load_strategy(ClusterConfig(name="p", strategy=name), DiscoveryContext("me"))
+
+
+def test_the_registry_knows_every_builtin_strategy_the_config_accepts() -> None:
+    assert set(BUILTIN) == set(BUILTIN_STRATEGIES)
+    for name in BUILTIN_STRATEGIES:
+        cluster = ClusterConfig(name="p", strategy=name, dns_name="peers.example")
+        ctx = DiscoveryContext("me", mdns=FakeMdns())
+        assert isinstance(load_strategy(cluster, ctx), BUILTIN[name])
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module is not None:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+    return found
+
+
+def test_the_discovery_layers_have_no_cycle() -> None:
+    """base <- strategies <- registry <- the package: no import goes back up."""
+    package = Path(discovery_package.__file__).parent
+    assert not [
+        m for m in _imports(package / "base.py") if m.startswith(discovery_package.__name__)
+    ]
+    for strategy in ("dns", "mdns", "static"):
+        upward = {discovery_package.__name__, f"{discovery_package.__name__}.registry"}
+        assert not upward & set(_imports(package / f"{strategy}.py")), strategy
 
 
 # -- mdns discovery with real MdnsServices, inside network namespaces only -------------------------

@@ -43,13 +43,13 @@ from edgeagent.config.model import ClusterConfig, InterfacesConfig
 from edgeagent.dns.names import label_to_name, name_key
 from edgeagent.dns.records import Record, RType
 from edgeagent.mdns.cache import CacheEntry
-from edgeagent.mesh.discovery import (
+from edgeagent.mesh.discovery.base import (
     Candidate,
     Deduplicator,
     DiscoveryContext,
     DiscoveryError,
     MdnsBrowser,
-    Report,
+    ReportCandidate,
 )
 from edgeagent.net.model import interface_selected
 
@@ -222,14 +222,14 @@ class MdnsDiscovery:
         self._dedup = Deduplicator(refresh)
         self._missing: tuple[tuple[str, int], ...] = ()
 
-    async def run(self, report: Report) -> None:
+    async def run(self, report: ReportCandidate) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(
                 self._query_loop(), name=f"edgeagent[mesh:{self.cluster.name}].mdns-query"
             )
             await self._watch(report)
 
-    def scan(self, report: Report) -> None:
+    def scan(self, report: ReportCandidate) -> None:
         """Read the cache once and report what is new, changed or due for refresh."""
         now = self._clock()
         result = browse(
@@ -257,7 +257,7 @@ class MdnsDiscovery:
             await self._resolve(name, rtype)
 
     # -- private -------------------------------------------------------------------------------
-    async def _watch(self, report: Report) -> None:
+    async def _watch(self, report: ReportCandidate) -> None:
         generation: int | None = None
         next_refresh = 0.0
         while True:
