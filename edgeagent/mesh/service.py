@@ -4,7 +4,7 @@ Theory of operation: each configured cluster gets a ``ClusterLink``. Datagrams a
 socket are opened by the cluster's codec (a bad tag, another cluster or garbage is counted and
 dropped), screened by the replay guard (an old epoch earns the sender a fresh challenge), decoded
 into messages and handed to the pure ``Membership`` core; the effects it returns (``SendTo``,
-``Emit``) are carried out here. Discovery strategies run as tasks and report candidates to the
+``Notify``) are carried out here. Discovery strategies run as tasks and report candidates to the
 core. Remote requests and challenges are handled here, beside the core, because they are about
 the link rather than membership.
 
@@ -40,11 +40,11 @@ from edgeagent.mesh.auth import (
 )
 from edgeagent.mesh.discovery import Candidate, DiscoveryContext, load_strategy
 from edgeagent.mesh.membership import (
-    Emit,
     EventKind,
     MemberEvent,
     Membership,
     MemberView,
+    Notify,
     SendTo,
     SwimTiming,
 )
@@ -136,7 +136,7 @@ class Seen:
 
 
 @dataclass(slots=True)
-class _Pending:
+class _PendingRequest:
     device_id: str
     future: asyncio.Future[Any]
     sent_at: float = field(default_factory=time.monotonic)
@@ -186,7 +186,7 @@ class ClusterLink(AsyncResource):
         self._tasks: asyncio.TaskGroup | None = None
         self._children: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _PendingRequest] = {}
         self._held: dict[str, deque[Held]] = {}
         self._addresses_checked = 0.0
         self._request_ids = itertools.count(1)
@@ -288,7 +288,7 @@ class ClusterLink(AsyncResource):
                 f"(at most {MAX_REQUEST_BODY})"
             )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(device_id, future)
+        self._pending[request_id] = _PendingRequest(device_id, future)
         self.stats.requests_sent += 1
         try:
             address = _address_of(view)
@@ -461,7 +461,7 @@ class ClusterLink(AsyncResource):
         for effect in effects:
             if isinstance(effect, SendTo):
                 self._send(effect.addr, tuple(effect.messages))
-            elif isinstance(effect, Emit):
+            elif isinstance(effect, Notify):
                 self._on_event(effect.event)
         self._wakeup.set()
 
