@@ -17,9 +17,12 @@ from edgeagent.mesh.discovery.base import Deduplicator as Deduplicator
 from edgeagent.mesh.discovery.base import DiscoveryContext as DiscoveryContext
 from edgeagent.mesh.discovery.base import DiscoveryError as DiscoveryError
 from edgeagent.mesh.discovery.base import DiscoveryStrategy as DiscoveryStrategy
+from edgeagent.mesh.discovery.base import Loop as Loop
+from edgeagent.mesh.discovery.base import LoopingStrategy as LoopingStrategy
 from edgeagent.mesh.discovery.base import MdnsBrowser as MdnsBrowser
 from edgeagent.mesh.discovery.base import ReportCandidate as ReportCandidate
 from edgeagent.mesh.discovery.base import Resolver as Resolver
+from edgeagent.mesh.discovery.base import strategy_loops as strategy_loops
 from edgeagent.mesh.discovery.registry import BUILTIN as BUILTIN
 from edgeagent.mesh.discovery.registry import StrategyFactory as StrategyFactory
 from edgeagent.mesh.discovery.registry import load_strategy as load_strategy

@@ -13,10 +13,11 @@ builds it): the running ``MdnsService``, a DNS resolver, this device's id and a 
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edgeagent.dns.records import Record
 from edgeagent.errors import EdgeAgentError
@@ -55,6 +56,28 @@ class DiscoveryStrategy(Protocol):
         """Report candidates as they are seen or change, until cancelled. Never returns early
         on a transient failure (a missing answer, a socket error): it logs and tries again."""
         ...
+
+
+Loop = Callable[[], Awaitable[None]]
+
+
+@runtime_checkable
+class LoopingStrategy(DiscoveryStrategy, Protocol):
+    """A strategy whose work is several loops (``mdns``: watching the cache, asking the LAN).
+
+    ``loops(report)`` names each loop; the cluster's link runs each as a supervised task
+    ``edgeagent[mesh:<cluster>].<name>`` (restarted with backoff if it fails), which is what
+    ``run(report)`` does on its own for a caller without a task owner.
+    """
+
+    def loops(self, report: ReportCandidate) -> Mapping[str, Loop]: ...
+
+
+def strategy_loops(strategy: DiscoveryStrategy, report: ReportCandidate) -> Mapping[str, Loop]:
+    """The loops to supervise for ``strategy``: its own ``loops``, else one, ``discovery``."""
+    if isinstance(strategy, LoopingStrategy):
+        return strategy.loops(report)
+    return {"discovery": functools.partial(strategy.run, report)}
 
 
 class CacheView(Protocol):
