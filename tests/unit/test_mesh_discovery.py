@@ -37,7 +37,9 @@ from edgeagent.mesh.discovery import (
     Deduplicator,
     DiscoveryContext,
     DiscoveryError,
+    LoopingStrategy,
     load_strategy,
+    strategy_loops,
 )
 from edgeagent.mesh.discovery.dns import DnsDiscovery, SystemResolver
 from edgeagent.mesh.discovery.mdns import (
@@ -726,6 +728,16 @@ def test_the_registry_knows_every_builtin_strategy_the_config_accepts() -> None:
         cluster = ClusterConfig(name="p", strategy=name, dns_name="peers.example")
         ctx = DiscoveryContext("me", mdns=FakeMdns())
         assert isinstance(load_strategy(cluster, ctx), BUILTIN[name])
+
+
+def test_the_link_supervises_each_loop_of_a_strategy() -> None:
+    ctx = DiscoveryContext("me", mdns=FakeMdns())
+    mdns = load_strategy(ClusterConfig(name="p"), ctx)
+    assert isinstance(mdns, LoopingStrategy)
+    assert set(strategy_loops(mdns, print)) == {"discovery", "mdns-query"}
+    static = load_strategy(ClusterConfig(name="p", strategy="static"), ctx)
+    assert not isinstance(static, LoopingStrategy)
+    assert set(strategy_loops(static, print)) == {"discovery"}
 
 
 def _imports(path: Path) -> list[str]:
