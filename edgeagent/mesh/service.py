@@ -34,7 +34,8 @@ from typing import Any
 from edgeagent.config.model import ClusterConfig, MeshConfig
 from edgeagent.errors import EdgeAgentError, TransportError
 from edgeagent.mesh.auth import ClusterCodec
-from edgeagent.mesh.discovery import Candidate, DiscoveryContext, load_strategy, strategy_loops
+from edgeagent.mesh.discovery import Candidate, DiscoveryContext, strategy_loops
+from edgeagent.mesh.discovery.registry import load_strategy
 from edgeagent.mesh.link import (
     MAX_DATAGRAM,
     CompleteRequest,

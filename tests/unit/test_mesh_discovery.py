@@ -32,13 +32,11 @@ from edgeagent.dns.records import (
 )
 from edgeagent.mdns.cache import Cache
 from edgeagent.mesh.discovery import (
-    BUILTIN,
     Candidate,
     Deduplicator,
     DiscoveryContext,
     DiscoveryError,
     LoopingStrategy,
-    load_strategy,
     strategy_loops,
 )
 from edgeagent.mesh.discovery.dns import DnsDiscovery, SystemResolver
@@ -50,6 +48,7 @@ from edgeagent.mesh.discovery.mdns import (
     parse_cluster_ports,
     parse_txt,
 )
+from edgeagent.mesh.discovery.registry import BUILTIN, load_strategy
 from edgeagent.mesh.discovery.static import StaticDiscovery
 from edgeagent.net.model import InterfaceInfo
 from tests.netlab import require_program
@@ -752,13 +751,13 @@ def _imports(path: Path) -> list[str]:
 
 
 def test_the_discovery_layers_have_no_cycle() -> None:
-    """base <- strategies <- registry <- the package: no import goes back up."""
+    """base <- strategies <- registry; the package itself re-exports base only."""
     package = Path(discovery_package.__file__).parent
-    assert not [
-        m for m in _imports(package / "base.py") if m.startswith(discovery_package.__name__)
-    ]
+    name = discovery_package.__name__
+    assert not [m for m in _imports(package / "base.py") if m.startswith(name)]
+    assert {m for m in _imports(package / "__init__.py") if m.startswith(name)} == {f"{name}.base"}
     for strategy in ("dns", "mdns", "static"):
-        upward = {discovery_package.__name__, f"{discovery_package.__name__}.registry"}
+        upward = {name, f"{name}.registry"}
         assert not upward & set(_imports(package / f"{strategy}.py")), strategy
 
 
@@ -772,8 +771,9 @@ import asyncio, json, signal, sys, time
 from edgeagent.config.model import ClusterConfig, InterfacesConfig, MdnsConfig
 from edgeagent.mdns.table import RecordTable
 from edgeagent.mdns.transport import MdnsService
-from edgeagent.mesh.discovery import DiscoveryContext, load_strategy
+from edgeagent.mesh.discovery import DiscoveryContext
 from edgeagent.mesh.discovery.mdns import agent_txt
+from edgeagent.mesh.discovery.registry import load_strategy
 
 args = json.loads(sys.argv[1])
 

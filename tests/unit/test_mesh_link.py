@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import math
 import os
 import random
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 from edgeagent.mesh.auth import ChallengeBook, ClusterCodec
@@ -188,6 +191,13 @@ def verify(net: SimNet, node: Node, codec: ClusterCodec, src: tuple[str, int]) -
     effects = net.inject(node, codec.seal(0, encode([Ping(1, node.device_id)])), src)
     (challenge,) = [m for ms in sends(effects) for m in ms if isinstance(m, Challenge)]
     net.inject(node, codec.seal(0, encode([ChallengeResponse(challenge.nonce)])), src)
+
+
+def test_the_link_core_loads_no_io_module() -> None:
+    """A core: importing it (and what it imports) brings in no asyncio, sqlite or serial."""
+    probe = "import json, sys, edgeagent.mesh.link; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert not set(json.loads(out.stdout)) & {"asyncio", "sqlite3", "aiosqlite", "serial", "paho"}
 
 
 # --------------------------------------------------------------------------------------------

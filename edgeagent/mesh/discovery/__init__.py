@@ -3,10 +3,10 @@
 The package is layered without cycles: :mod:`.base` holds what strategies share (the
 :class:`Candidate`, the :class:`DiscoveryStrategy` protocol, the :class:`DiscoveryContext`);
 the strategies (:mod:`.mdns`, :mod:`.static`, :mod:`.dns`) import only ``base``; and
-:mod:`.registry` imports the strategies and loads one by name (or from a plugin's entry
-point). This module re-exports the names callers use, so ``from edgeagent.mesh.discovery
-import DiscoveryContext, load_strategy`` keeps working. Strategies run as supervised tasks of
-their cluster's link until it closes.
+:mod:`.registry` imports the strategies and loads one by name (``load_strategy``, built-ins or
+a plugin's entry point). This module re-exports ``base`` and nothing above it, so a core that
+needs the ``Candidate`` type (``edgeagent.mesh.link``) does not load the strategies' adapters.
+Strategies run as supervised tasks of their cluster's link until it closes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,3 @@ from edgeagent.mesh.discovery.base import MdnsBrowser as MdnsBrowser
 from edgeagent.mesh.discovery.base import ReportCandidate as ReportCandidate
 from edgeagent.mesh.discovery.base import Resolver as Resolver
 from edgeagent.mesh.discovery.base import strategy_loops as strategy_loops
-from edgeagent.mesh.discovery.registry import BUILTIN as BUILTIN
-from edgeagent.mesh.discovery.registry import StrategyFactory as StrategyFactory
-from edgeagent.mesh.discovery.registry import load_strategy as load_strategy
