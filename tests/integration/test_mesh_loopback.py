@@ -168,3 +168,26 @@ async def test_a_port_in_use_fails_the_start_and_leaves_nothing_running() -> Non
             await a.start()
     assert a.links[0].report().state is PartState.STOPPED
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("edgeagent[mesh")]
+
+
+async def test_an_observe_only_cluster_opens_no_socket_and_lists_what_it_finds() -> None:
+    cluster = ClusterConfig(name="watch", strategy="static", peers=("127.0.0.1:4999",))
+    observer = MeshService(
+        MeshConfig(clusters=(cluster,)),
+        self_id="dev-o",
+        hostname="dev-o",
+        epoch=1,
+        meta={},
+        context=DiscoveryContext(self_id="dev-o"),
+    )
+    async with observer:
+        await until(lambda: bool(observer.peers_document()))
+        (row,) = observer.peers_document()
+        assert (row["state"], row["addresses"], row["port"]) == ("seen", ["127.0.0.1"], 4999)
+        assert row["reason"] == "this device has no key for the cluster (observe-only)"
+        report = observer.report()
+        assert report.state is PartState.RUNNING
+        assert (report.counters["seen"], report.counters["datagrams"]) == (1, 0)
+        loops = report.detail["clusters"]["watch"]["detail"]["loops"]
+        assert set(loops) == {"edgeagent[mesh:watch].discovery"}  # no socket, no timer
+        assert observer.status()["watch"]["keyed"] is False
