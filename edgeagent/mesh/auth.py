@@ -30,7 +30,7 @@ restarts low, so its old frames look "newer"), and would let anyone replay old f
 receiver that just restarted and knows no epochs. The price is one round trip on first contact
 and after a peer restarts.
 
-Challenge dance (the service carries it out):
+Challenge dance (the link core, ``edgeagent.mesh.link.LinkCore``, carries it out):
 
 1. B opens a frame from A and the guard says ``NEEDS_CHALLENGE``. B drops everything in it
    except ``Challenge`` / ``ChallengeResponse`` messages, and sends ``Challenge(nonce)`` with

@@ -2,11 +2,12 @@
 
 Theory of operation
 -------------------
-``Membership`` owns no socket and no clock. The service feeds it ``now`` (monotonic seconds),
-discovery candidates and decoded messages with their authenticated sender id and source
-address, and carries out the effects it returns: ``SendTo(addr, messages)`` (one datagram) and
-``Notify(event)``. After every call the service asks ``next_deadline()`` and calls
-``on_timer(now)`` once it has passed. Randomness comes only from the ``random.Random`` given.
+``Membership`` owns no socket and no clock. The link core (``edgeagent.mesh.link``) feeds it
+``now`` (monotonic seconds), discovery candidates and decoded messages with their authenticated
+sender id and source address, and the link adapter carries out the effects it returns:
+``SendTo(addr, messages)`` (one datagram) and ``Notify(event)``. After every call the adapter's
+timer asks ``next_deadline()`` and calls ``on_timer(now)`` once it has passed. Randomness
+comes only from the ``random.Random`` given.
 
 Failure detection is SWIM as memberlist does it, with Lifeguard:
 
@@ -465,7 +466,7 @@ class Membership:
             case Meta():
                 self._on_meta(now, message, out)
             case _:
-                pass  # Request/Response/Challenge belong to the service
+                pass  # Request/Response/Challenge belong to the link core (mesh/link.py)
         if sender is None:
             added = self._members.get(sender_id)
             if added is not None:
