@@ -30,7 +30,7 @@ restarts low, so its old frames look "newer"), and would let anyone replay old f
 receiver that just restarted and knows no epochs. The price is one round trip on first contact
 and after a peer restarts.
 
-Challenge dance (the service carries it out):
+Challenge dance (the link core, ``edgeagent.mesh.link.LinkCore``, carries it out):
 
 1. B opens a frame from A and the guard says ``NEEDS_CHALLENGE``. B drops everything in it
    except ``Challenge`` / ``ChallengeResponse`` messages, and sends ``Challenge(nonce)`` with
@@ -307,7 +307,7 @@ class ReplayGuard:
 
 # -- challenges ---------------------------------------------------------------------------------
 @dataclass(slots=True)
-class _Pending:
+class _OutstandingNonce:
     nonce: bytes
     issued: float
     sent: float
@@ -332,7 +332,7 @@ class ChallengeBook:
         self.ttl = ttl
         self.max_pending = max_pending
         self.min_interval = min_interval
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._pending: OrderedDict[str, _OutstandingNonce] = OrderedDict()
         self._answered: OrderedDict[str, float] = OrderedDict()
 
     def __len__(self) -> int:
@@ -350,7 +350,7 @@ class ChallengeBook:
             pending.resends += 1
             return pending.nonce
         self._pending.pop(sender, None)
-        self._pending[sender] = _Pending(secrets.token_bytes(NONCE_SIZE), now, now)
+        self._pending[sender] = _OutstandingNonce(secrets.token_bytes(NONCE_SIZE), now, now)
         while len(self._pending) > self.max_pending:
             self._pending.popitem(last=False)
         return self._pending[sender].nonce

@@ -2,17 +2,18 @@
 
 Theory of operation
 -------------------
-``Membership`` owns no socket and no clock. The service feeds it ``now`` (monotonic seconds),
-discovery candidates and decoded messages with their authenticated sender id and source
-address, and carries out the effects it returns: ``SendTo(addr, messages)`` (one datagram) and
-``Emit(event)``. After every call the service asks ``next_deadline()`` and calls
-``on_timer(now)`` once it has passed. Randomness comes only from the ``random.Random`` given.
+``Membership`` owns no socket and no clock. The link core (``edgeagent.mesh.link``) feeds it
+``now`` (monotonic seconds), discovery candidates and decoded messages with their authenticated
+sender id and source address, and the link adapter carries out the effects it returns:
+``SendTo(addr, messages)`` (one datagram) and ``Notify(event)``. After every call the adapter's
+timer asks ``next_deadline()`` and calls ``on_timer(now)`` once it has passed. Randomness
+comes only from the ``random.Random`` given.
 
 Failure detection is SWIM as memberlist does it, with Lifeguard:
 
 - Every ``probe_interval`` (stretched by local health, below) the next member of a shuffled
   round-robin list (alive and suspect members; a new member is inserted at a random position)
-  gets ``Ping``. No ``Ack`` within ``probe_timeout`` → ``PingReq`` to ``indirect_checks``
+  gets ``Ping``. No ``PingAck`` within ``probe_timeout`` → ``PingReq`` to ``indirect_checks``
   random other alive members, who ping the target and relay ``IndirectAck``, and the same
   ``Ping`` once more directly (memberlist's TCP fallback ping, as a datagram). No ack of either
   kind by the end of the interval → the target becomes *suspect* (gossiped, ``by`` = us).
@@ -82,7 +83,7 @@ address to the front of its list (``addresses[0]`` is where we send) and emits `
 
 Events: ``joined`` (new, or back after leaving), ``suspect``, ``alive`` (refuted, or back from
 dead), ``dead``, ``left``, ``updated`` (meta, hostname or address). Each is returned as an
-``Emit`` and kept in the bounded ``events`` deque. ``members()`` includes us.
+``Notify`` and kept in the bounded ``events`` deque. ``members()`` includes us.
 
 Bounds: ``max_members`` peers (a new one evicts the longest-dead, or is ignored when every
 entry is alive), ``max_events`` events, ``max_broadcasts`` queued updates, 64 pending joins,
@@ -101,7 +102,6 @@ from typing import Any
 
 from edgeagent.mesh.messages import (
     MAX_DATAGRAM_BODY,
-    Ack,
     Address,
     IndirectAck,
     Join,
@@ -112,6 +112,7 @@ from edgeagent.mesh.messages import (
     Meta,
     MetaRequest,
     Ping,
+    PingAck,
     PingReq,
     Sync,
     body_size,
@@ -120,19 +121,19 @@ from edgeagent.mesh.messages import (
 
 __all__ = [
     "Effect",
-    "Emit",
     "EventKind",
     "MemberEvent",
     "MemberState",
     "MemberView",
     "Membership",
     "MembershipState",
+    "Notify",
     "SendTo",
     "SwimTiming",
     "suspicion_timeout",
 ]
 
-MAX_ADDRESSES = 8
+KEPT_ADDRESSES = 8  # addresses kept per member (the wire allows messages.MAX_ADDRESSES)
 MAX_PENDING_JOINS = 64
 JOIN_FANOUT = 3  # joins at once by a device with no members yet; their answers bring the rest
 MAX_DIRECT_REFUTES = 64  # a refutation goes straight to this many members; gossip does the rest
@@ -212,16 +213,20 @@ class MemberView:
 
 @dataclass(frozen=True, slots=True)
 class SendTo:
+    """Effect: send ``messages`` to ``addr`` in one datagram."""
+
     addr: Address
     messages: tuple[Message, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Emit:
+class Notify:
+    """Effect: tell the service's listeners about a member event (``joined``, ``dead``...)."""
+
     event: MemberEvent
 
 
-Effect = SendTo | Emit
+Effect = SendTo | Notify
 
 
 def suspicion_timeout(timing: SwimTiming, n: int) -> float:
@@ -261,7 +266,7 @@ class Membership:
         self._meta: dict[str, Any] = dict(meta or {})
         self._meta_version = 1 if meta else 0
         self._incarnation = incarnation
-        self._addresses = tuple(addresses)[:MAX_ADDRESSES]
+        self._addresses = tuple(addresses)[:KEPT_ADDRESSES]
         self._max_body = max_body
         self._max_members = max_members
         self._max_broadcasts = max_broadcasts
@@ -375,7 +380,7 @@ class Membership:
 
     def set_addresses(self, now: float, addresses: Sequence[str]) -> list[Effect]:
         """Our own addresses as gossiped (others mostly learn them from our datagrams)."""
-        new = tuple(addresses)[:MAX_ADDRESSES]
+        new = tuple(addresses)[:KEPT_ADDRESSES]
         if new == self._addresses or self._state is MembershipState.LEFT:
             return []
         self._addresses = new
@@ -431,8 +436,8 @@ class Membership:
         match message:
             case Ping():
                 if message.target_id == self.self_id:
-                    self._send(src, [Ack(message.seq)], out, gossip=True)
-            case Ack():
+                    self._send(src, [PingAck(message.seq)], out, gossip=True)
+            case PingAck():
                 self._on_ack(now, sender_id, message.seq, out)
             case IndirectAck():
                 probe = self._probe
@@ -461,7 +466,7 @@ class Membership:
             case Meta():
                 self._on_meta(now, message, out)
             case _:
-                pass  # Request/Response/Challenge belong to the service
+                pass  # Request/Response/Challenge belong to the link core (mesh/link.py)
         if sender is None:
             added = self._members.get(sender_id)
             if added is not None:
@@ -704,7 +709,7 @@ class Membership:
                 hostname=update.hostname,
                 state=MemberState.ALIVE,
                 incarnation=update.incarnation,
-                addresses=update.addresses[:MAX_ADDRESSES],
+                addresses=update.addresses[:KEPT_ADDRESSES],
                 port=update.port,
                 state_since=now,
             )
@@ -797,7 +802,7 @@ class Membership:
     def _refresh_addresses(self, member: _Member, update: MemberUpdate) -> None:
         if update.addresses:
             merged = dict.fromkeys((*update.addresses, *member.addresses))
-            member.addresses = tuple(merged)[:MAX_ADDRESSES]
+            member.addresses = tuple(merged)[:KEPT_ADDRESSES]
         if update.port:
             member.port = update.port
 
@@ -805,7 +810,7 @@ class Membership:
         member.last_seen = now
         if member.addresses[:1] != (src[0],) or member.port != src[1]:
             known = bool(member.addresses)
-            member.addresses = tuple(dict.fromkeys((src[0], *member.addresses)))[:MAX_ADDRESSES]
+            member.addresses = tuple(dict.fromkeys((src[0], *member.addresses)))[:KEPT_ADDRESSES]
             member.port = src[1]
             if known:  # learning a first address is not news; a DHCP change is
                 self._emit(now, EventKind.UPDATED, member, out, detail="address")
@@ -1081,7 +1086,7 @@ class Membership:
     ) -> None:
         event = MemberEvent(kind, member.device_id, now, detail)
         self.events.append(event)
-        out.append(Emit(event))
+        out.append(Notify(event))
 
     def _random_members(
         self, count: int, states: Iterable[MemberState], exclude: str | None = None

@@ -60,7 +60,7 @@ class MessageKind(IntEnum):
     """Wire code of each message (the first element of its array)."""
 
     PING = 1
-    ACK = 2
+    PING_ACK = 2
     PING_REQ = 3
     INDIRECT_ACK = 4
     JOIN = 5
@@ -93,7 +93,7 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
-class Ack:
+class PingAck:
     seq: int
 
 
@@ -184,7 +184,7 @@ class ChallengeResponse:
 
 Message = (
     Ping
-    | Ack
+    | PingAck
     | PingReq
     | IndirectAck
     | Join
@@ -201,7 +201,7 @@ Message = (
 
 KIND_OF: dict[type[Any], MessageKind] = {
     Ping: MessageKind.PING,
-    Ack: MessageKind.ACK,
+    PingAck: MessageKind.PING_ACK,
     PingReq: MessageKind.PING_REQ,
     IndirectAck: MessageKind.INDIRECT_ACK,
     Join: MessageKind.JOIN,
@@ -417,7 +417,7 @@ def _sync_members(value: Any, where: str) -> tuple[MemberUpdate, ...]:
 
 _FIELDS: dict[MessageKind, tuple[type[Any], tuple[tuple[str, Check], ...]]] = {
     MessageKind.PING: (Ping, (("seq", _SEQ), ("target_id", _ID))),
-    MessageKind.ACK: (Ack, (("seq", _SEQ),)),
+    MessageKind.PING_ACK: (PingAck, (("seq", _SEQ),)),
     MessageKind.PING_REQ: (
         PingReq,
         (("seq", _SEQ), ("target_id", _ID), ("target_addr", _address)),

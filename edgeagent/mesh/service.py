@@ -1,12 +1,16 @@
 """The mesh's asyncio adapter: one authenticated UDP link per cluster, discovery, requests.
 
-Theory of operation: each configured cluster gets a ``ClusterLink``. Datagrams arriving on its
-socket are opened by the cluster's codec (a bad tag, another cluster or garbage is counted and
-dropped), screened by the replay guard (an old epoch earns the sender a fresh challenge), decoded
-into messages and handed to the pure ``Membership`` core; the effects it returns (``SendTo``,
-``Emit``) are carried out here. Discovery strategies run as tasks and report candidates to the
-core. Remote requests and challenges are handled here, beside the core, because they are about
-the link rather than membership.
+Theory of operation: each configured cluster gets a ``ClusterLink``, a ``TaskOwner`` whose
+tasks (``edgeagent[mesh:<cluster>].discovery``, ``.timer``, ``.request``) live in the link's
+own group. The link is thin: it reads datagrams from its socket and candidates from its
+discovery strategy and feeds them, with ``now`` from its injected clock, to the pure
+``LinkCore`` (``edgeagent.mesh.link``: frame screening, challenges, epochs, held frames, the
+seen table, request admission), which holds the cluster's ``Membership`` core. The link
+carries out the effects they return: ``SendTo`` (seal and send one datagram), ``Notify`` (a
+member event for the listeners), ``ServeRequest`` (run a handler as a task, send its answer)
+and ``CompleteRequest`` (resolve one of our pending requests). The timer loop calls
+``Membership.on_timer`` when its deadline has passed. Discovery and the timer are supervised:
+a crash restarts the loop with backoff (counted in ``report()``) instead of ending the agent.
 
 A cluster without a key is observe-only: its socket is never opened, discovery still runs, and
 every device it finds is listed as ``seen`` with the reason.
@@ -17,65 +21,71 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import itertools
 import logging
 import random
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from edgeagent.config.model import ClusterConfig, MeshConfig
-from edgeagent.errors import EdgeAgentError, ProtocolError, TransportError
-from edgeagent.mesh.auth import (
-    AuthError,
-    ChallengeBook,
-    ClusterCodec,
-    OpenedFrame,
-    ReplayGuard,
-    Verdict,
+from edgeagent.errors import EdgeAgentError, TransportError
+from edgeagent.mesh.auth import ClusterCodec
+from edgeagent.mesh.discovery import Candidate, DiscoveryContext, strategy_loops
+from edgeagent.mesh.discovery.registry import load_strategy
+from edgeagent.mesh.link import (
+    MAX_DATAGRAM,
+    CompleteRequest,
+    LinkCore,
+    LinkEffect,
+    LinkStats,
+    Seen,
+    ServeRequest,
 )
-from edgeagent.mesh.discovery import Candidate, DiscoveryContext, load_strategy
 from edgeagent.mesh.membership import (
-    Emit,
     EventKind,
     MemberEvent,
     Membership,
     MemberView,
+    Notify,
     SendTo,
     SwimTiming,
 )
 from edgeagent.mesh.messages import (
-    Challenge,
-    ChallengeResponse,
-    Join,
+    Address,
     MemberState,
     Message,
     Request,
     Response,
-    decode,
-    encode,
     encoded_size,
 )
 from edgeagent.mesh.roles import role_table
 from edgeagent.net.model import interface_selected
-from edgeagent.resource import AsyncResource
+from edgeagent.resource import AsyncResource, Number, PartState, Report, TaskOwner
+
+__all__ = [
+    "MAX_REQUEST_BODY",
+    "ClusterLink",
+    "LinkStats",
+    "MeshService",
+    "PeerGoneError",
+    "RemoteError",
+    "RequestContext",
+    "RequestHandler",
+    "RequestTimeout",
+    "RequestTooLarge",
+    "Seen",
+    "cluster_meta",
+    "timing_from",
+]
 
 log = logging.getLogger("edgeagent.mesh")
 
-Address = tuple[str, int]
-Held = tuple[OpenedFrame, list[Message], Address]  # a frame waiting for its sender's answer
-
 MAX_PENDING_REQUESTS = 256
-MAX_HANDLING = 32
-MAX_SEEN = 1024
 ADDRESS_CHECK_INTERVAL = 2.0  # seconds between looks at our own interface addresses
-MAX_HELD = 256  # unverified senders whose latest frames wait for their challenge answer
-HELD_PER_SENDER = 6  # a join is several datagrams (Sync chunks with the Join, then Meta)
-MAX_DATAGRAM = 9000  # larger datagrams are not ours: drop before spending an HMAC on them
 MAX_REQUEST_BODY = MAX_DATAGRAM - 256  # leaves room for the frame header, tag and gossip
 
 
@@ -110,40 +120,14 @@ RequestHandler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 
 @dataclass(slots=True)
-class LinkStats:
-    datagrams: int = 0
-    accepted: int = 0
-    dropped_malformed: int = 0
-    dropped_auth: int = 0
-    dropped_other_cluster: int = 0
-    dropped_replay: int = 0
-    dropped_undecodable: int = 0
-    dropped_unkeyed: int = 0
-    challenges_sent: int = 0
-    challenges_passed: int = 0
-    sent: int = 0
-    send_errors: int = 0
-    requests_sent: int = 0
-    requests_served: int = 0
-    requests_rejected: int = 0
-
-
-@dataclass(slots=True)
-class Seen:
-    candidate: Candidate
-    last_seen: float
-    reason: str
-
-
-@dataclass(slots=True)
-class _Pending:
+class _PendingRequest:
     device_id: str
     future: asyncio.Future[Any]
-    sent_at: float = field(default_factory=time.monotonic)
+    sent_at: float
 
 
-class ClusterLink(AsyncResource):
-    """One cluster: its socket, codec, replay guard, membership core and discovery task."""
+class ClusterLink(TaskOwner):
+    """One cluster: its socket, its link core (codec, replay guard, membership) and discovery."""
 
     def __init__(
         self,
@@ -157,22 +141,21 @@ class ClusterLink(AsyncResource):
         handlers: Mapping[str, RequestHandler],
         rng: random.Random | None = None,
         bind_address: str = "0.0.0.0",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(f"mesh:{cluster.name}")
         self.cluster = cluster
         self.self_id = self_id
-        self.stats = LinkStats()
         self._context = context
         self._handlers = handlers
         self._bind = bind_address
+        self._clock = clock
         self._rng = rng or random.Random()
-        self._keyed = cluster.key is not None
-        self._codec = (
+        codec = (
             ClusterCodec(cluster.name, cluster.key, self_id=self_id, epoch=epoch)
             if cluster.key is not None
             else None
         )
-        self._guard = ReplayGuard()
-        self._challenges = ChallengeBook()
         self.membership = Membership(
             self_id,
             hostname,
@@ -181,43 +164,46 @@ class ClusterLink(AsyncResource):
             rng=self._rng,
             meta=dict(meta),
         )
-        self.seen: dict[str, Seen] = {}
+        self._core = LinkCore(self.membership, codec, methods=handlers)
         self._transport: asyncio.DatagramTransport | None = None
-        self._tasks: asyncio.TaskGroup | None = None
-        self._children: list[asyncio.Task[None]] = []
         self._wakeup = asyncio.Event()
-        self._pending: dict[int, _Pending] = {}
-        self._held: dict[str, deque[Held]] = {}
+        self._pending: dict[int, _PendingRequest] = {}
         self._addresses_checked = 0.0
         self._request_ids = itertools.count(1)
-        self._handling = 0
         self._listeners: list[Callable[[MemberEvent], None]] = []
         self._closed = False
 
+    @property
+    def stats(self) -> LinkStats:
+        """What the link did with its datagrams and requests (kept by the link core)."""
+        return self._core.stats
+
+    @property
+    def seen(self) -> dict[str, Seen]:
+        """Discovered devices that are not members, with the reason (kept by the link core)."""
+        return self._core.seen
+
     # -- lifecycle -----------------------------------------------------------------------
-    async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
-        if self._keyed:
-            sock = self._open_socket()
-            self._transport, _ = await loop.create_datagram_endpoint(
-                lambda: _LinkProtocol(self), sock=sock
-            )
-            self._refresh_addresses(time.monotonic())
-            self._execute(self.membership.start(time.monotonic()))
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        name = self.cluster.name
-        strategy = load_strategy(self.cluster, self._context)
-        self._children.append(
-            self._tasks.create_task(
-                strategy.run(self._on_candidate), name=f"edgeagent[mesh:{name}].discovery"
-            )
-        )
-        if self._keyed:
-            self._children.append(
-                self._tasks.create_task(self._run_timer(), name=f"edgeagent[mesh:{name}].timer")
-            )
-        return self
+    async def start(self) -> None:
+        """Open the socket (a keyed cluster), join, and start discovery and the timer."""
+        await self.start_tasks()
+        try:
+            if self._core.keyed:
+                sock = self._open_socket()
+                self._transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                    lambda: _LinkProtocol(self), sock=sock
+                )
+                now = self._clock()
+                self._refresh_addresses(now)
+                self._execute(self.membership.start(now))
+            strategy = load_strategy(self.cluster, self._context)
+        except BaseException:
+            await self.close()
+            raise
+        for what, loop in strategy_loops(strategy, self._on_candidate).items():
+            self.supervise(loop, what, clock=self._clock)
+        if self._core.keyed:
+            self.supervise(self._run_timer, "timer", clock=self._clock)
 
     async def close(self) -> None:
         """Leave gracefully (gossiped), then stop tasks and close the socket. Idempotent."""
@@ -225,17 +211,13 @@ class ClusterLink(AsyncResource):
             return
         self._closed = True
         if self._transport is not None:
-            self._execute(self.membership.leave(time.monotonic()))
+            self._execute(self.membership.leave(self._clock()))
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(PeerGoneError("the mesh link is closing"))
         self._pending.clear()
-        tasks, self._tasks = self._tasks, None
         try:
-            if tasks is not None:
-                for task in self._children:
-                    task.cancel()
-                await tasks.__aexit__(None, None, None)
+            await self.stop_tasks()
         finally:
             if self._transport is not None:
                 self._transport.close()
@@ -258,18 +240,33 @@ class ClusterLink(AsyncResource):
 
     # -- the public view -----------------------------------------------------------------
     def members(self) -> list[MemberView]:
-        return self.membership.members() if self._keyed else []
+        return self.membership.members() if self._core.keyed else []
 
     def add_listener(self, listener: Callable[[MemberEvent], None]) -> None:
         self._listeners.append(listener)
 
     def set_meta(self, meta: Mapping[str, Any]) -> None:
-        if self._keyed:
-            self._execute(self.membership.set_meta(time.monotonic(), dict(meta)))
+        if self._core.keyed:
+            self._execute(self.membership.set_meta(self._clock(), dict(meta)))
+
+    def counters(self) -> Mapping[str, Number]:
+        counts: dict[str, Number] = dict(self._core.counters())
+        counts["requests_pending"] = len(self._pending)
+        counts["local_health"] = self.membership.local_health
+        return counts
+
+    def detail(self) -> Mapping[str, Any]:
+        return {
+            "cluster": self.cluster.name,
+            "keyed": self._core.keyed,
+            "port": self.cluster.port,
+            "strategy": self.cluster.strategy,
+            "incarnation": self.membership.incarnation,
+        }
 
     async def request(self, device_id: str, method: str, body: Any, timeout: float) -> Any:  # noqa: ASYNC109
         """Send ``method(body)`` to member ``device_id`` and wait for its answer."""
-        if not self._keyed:
+        if not self._core.keyed:
             raise PeerGoneError(
                 f"cluster {self.cluster.name!r} has no key: this device only observes it"
             )
@@ -288,7 +285,7 @@ class ClusterLink(AsyncResource):
                 f"(at most {MAX_REQUEST_BODY})"
             )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(device_id, future)
+        self._pending[request_id] = _PendingRequest(device_id, future, self._clock())
         self.stats.requests_sent += 1
         try:
             address = _address_of(view)
@@ -310,142 +307,51 @@ class ClusterLink(AsyncResource):
                 return view
         return None
 
-    # -- inputs ----------------------------------------------------------------------------
-    def _on_candidate(self, candidate: Candidate) -> None:
-        if candidate.device_id == self.self_id:
-            return
-        now = time.monotonic()
-        key = candidate.device_id or ",".join(candidate.addresses)
-        if not self._keyed:
-            reason = "this device has no key for the cluster (observe-only)"
-        elif candidate.observe_only:
-            reason = "it has no key for the cluster (observe-only)"
-        else:
-            reason = "discovered; no authenticated frame from it yet"
-        if key not in self.seen and len(self.seen) >= MAX_SEEN:
-            oldest = min(self.seen, key=lambda k: self.seen[k].last_seen)
-            del self.seen[oldest]
-        self.seen[key] = Seen(candidate, now, reason)
-        # The peer link is IPv4 for now (one AF_INET socket per cluster); IPv6 candidates,
-        # link-local ones with their %scope included, are listed but not dialled.
-        reachable = tuple(a for a in candidate.addresses if _is_ipv4(a))
-        if self._keyed and reachable and not candidate.observe_only:
-            self._execute(
-                self.membership.discovered(now, reachable, candidate.port, candidate.device_id)
-            )
-
+    # -- inputs: fed to the link core ------------------------------------------------------
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        """Open, screen, then deliver one datagram (the receive rule of docs/mesh.md)."""
-        stats = self.stats
-        stats.datagrams += 1
-        codec = self._codec
-        if codec is None:
-            stats.dropped_unkeyed += 1
-            return
-        if len(data) > MAX_DATAGRAM:
-            stats.dropped_malformed += 1
-            return
-        try:
-            frame = codec.open(data)
-        except AuthError as exc:
-            if exc.reason == "malformed":
-                stats.dropped_malformed += 1
-            elif exc.reason == "other_cluster":
-                stats.dropped_other_cluster += 1
-            else:
-                stats.dropped_auth += 1
-            return
-        if frame.own or frame.sender == self.self_id:
-            return
-        verdict = self._guard.check(frame)
-        if verdict is Verdict.REPLAY:
-            stats.dropped_replay += 1
-            return
-        try:
-            messages = decode(frame.body)
-        except ProtocolError:
-            stats.dropped_undecodable += 1
-            return
-        now = time.monotonic()
-        sender = frame.sender
-        # Challenges are answered whatever the verdict (rate-limited): that is how a peer that
-        # does not know our epoch yet comes to trust us.
-        for message in messages:
-            if isinstance(message, Challenge) and self._challenges.may_answer(now, sender):
-                self._send(addr, (ChallengeResponse(message.nonce),))
-        for message in messages:
-            if isinstance(message, ChallengeResponse) and self._challenges.verify(
-                now, sender, message.nonce
-            ):
-                # A fresh nonce answered in an authenticated frame: live, holds the key.
-                self._guard.accept_epoch(sender, frame.epoch, frame.seq)
-                stats.challenges_passed += 1
-                for held_frame, held_messages, held_addr in self._held.pop(sender, ()):
-                    # The frames that made us ask, from this same verified run: deliver them
-                    # now (once: the guard marks them seen) instead of waiting for retries.
-                    if (
-                        held_frame.epoch == frame.epoch
-                        and self._guard.check(held_frame) is Verdict.ACCEPT
-                    ):
-                        self._deliver(now, sender, held_addr, held_messages)
-                # If those frames did not make it a member (a Join or Sync does), join it; the
-                # core waits a moment first when gossip is likely to introduce it anyway.
-                self._execute(self.membership.discovered(now, (addr[0],), addr[1], sender))
-                return
-        if verdict is Verdict.NEEDS_CHALLENGE:
-            # Unknown sender, or an epoch we have not verified (a restart, or a replay). Keep
-            # its latest frame: delivered if the sender proves it is live in that epoch.
-            if sender in self._held or len(self._held) < MAX_HELD:
-                _hold(self._held.setdefault(sender, deque()), (frame, messages, addr))
-            nonce = self._challenges.issue(now, sender)
-            if nonce is not None:
-                stats.challenges_sent += 1
-                self._send(addr, (Challenge(nonce),))
-            return
-        self._deliver(now, sender, addr, messages)
+        """One datagram from the socket: the core screens it (the receive rule)."""
+        self._execute(self._core.receive(self._clock(), data, addr))
 
-    def _deliver(self, now: float, sender: str, addr: Address, messages: list[Message]) -> None:
-        """Hand an accepted frame's messages to the request table and the membership core."""
-        self.stats.accepted += 1
-        self.seen.pop(sender, None)
-        for message in messages:
-            if isinstance(message, Challenge | ChallengeResponse):
-                continue
-            if isinstance(message, Request):
-                self._serve(sender, addr, message)
-            elif isinstance(message, Response):
-                self._complete(sender, message)
-            else:
-                self._execute(self.membership.on_message(now, sender, addr, message))
+    def _on_candidate(self, candidate: Candidate) -> None:
+        self._execute(self._core.candidate(self._clock(), candidate))
 
-    def _serve(self, sender: str, addr: Address, request: Request) -> None:
-        handler = self._handlers.get(request.method)
-        if handler is None or self._tasks is None or self._handling >= MAX_HANDLING:
-            self.stats.requests_rejected += 1
-            reason = f"unknown method {request.method!r}" if handler is None else "busy: try again"
-            self._send(addr, (Response(request.request_id, False, reason),))
+    # -- effects ---------------------------------------------------------------------------
+    def _execute(self, effects: Sequence[LinkEffect]) -> None:
+        for effect in effects:
+            if isinstance(effect, SendTo):
+                self._send(effect.addr, effect.messages)
+            elif isinstance(effect, Notify):
+                self._on_event(effect.event)
+            elif isinstance(effect, ServeRequest):
+                self._serve(effect)
+            elif isinstance(effect, CompleteRequest):
+                self._complete(effect.sender, effect.response)
+        self._wakeup.set()
+
+    def _serve(self, effect: ServeRequest) -> None:
+        if not self.running:  # stopping, or the link's tasks have failed
+            self._execute(self._core.refuse(effect))
             return
-        self._handling += 1
-        self._tasks.create_task(
-            self._answer(handler, sender, addr, request),
-            name=f"edgeagent[mesh:{self.cluster.name}].request",
-        )
+        handler = self._handlers[effect.request.method]
+        self.spawn(self._answer(handler, effect), "request")
 
-    async def _answer(
-        self, handler: RequestHandler, sender: str, addr: Address, request: Request
-    ) -> None:
+    async def _answer(self, handler: RequestHandler, effect: ServeRequest) -> None:
+        request, sender = effect.request, effect.sender
+        served = False
         try:
-            body = await handler(RequestContext(sender, self.cluster.name, addr), request.body)
+            body = await handler(
+                RequestContext(sender, self.cluster.name, effect.addr), request.body
+            )
             response = Response(request.request_id, True, body)
-            self.stats.requests_served += 1
+            served = True
         except EdgeAgentError as exc:
             response = Response(request.request_id, False, str(exc))
         except Exception:
             log.exception("mesh request %s from %s failed", request.method, sender)
             response = Response(request.request_id, False, f"{request.method} failed")
         finally:
-            self._handling -= 1
-        self._send(addr, (response,))
+            self._core.request_done(served=served)
+        self._send(effect.addr, (response,))
 
     def _complete(self, sender: str, response: Response) -> None:
         pending = self._pending.get(response.request_id)
@@ -455,15 +361,6 @@ class ClusterLink(AsyncResource):
             pending.future.set_result(response.body)
         else:
             pending.future.set_exception(RemoteError(f"{sender}: {response.body}"))
-
-    # -- effects ---------------------------------------------------------------------------
-    def _execute(self, effects: list[Any]) -> None:
-        for effect in effects:
-            if isinstance(effect, SendTo):
-                self._send(effect.addr, tuple(effect.messages))
-            elif isinstance(effect, Emit):
-                self._on_event(effect.event)
-        self._wakeup.set()
 
     def _on_event(self, event: MemberEvent) -> None:
         if event.kind in (EventKind.DEAD, EventKind.LEFT):
@@ -477,10 +374,10 @@ class ClusterLink(AsyncResource):
             listener(event)
 
     def _send(self, addr: Address, messages: tuple[Message, ...]) -> None:
-        if self._transport is None or self._codec is None:
+        if self._transport is None:
             return
         try:
-            self._transport.sendto(self._codec.seal(0, encode(messages)), addr)
+            self._transport.sendto(self._core.seal(messages), addr)
             self.stats.sent += 1
         except (OSError, ValueError):
             # An unreachable or malformed address is that peer's problem, never the link's:
@@ -506,11 +403,11 @@ class ClusterLink(AsyncResource):
 
     async def _run_timer(self) -> None:
         while True:
-            if time.monotonic() - self._addresses_checked >= ADDRESS_CHECK_INTERVAL:
-                self._refresh_addresses(time.monotonic())
+            if self._clock() - self._addresses_checked >= ADDRESS_CHECK_INTERVAL:
+                self._refresh_addresses(self._clock())
             deadline = self.membership.next_deadline()
             self._wakeup.clear()
-            now = time.monotonic()
+            now = self._clock()
             if deadline is not None and deadline <= now:
                 self._execute(self.membership.on_timer(now))
                 continue
@@ -518,22 +415,6 @@ class ClusterLink(AsyncResource):
                 wait = ADDRESS_CHECK_INTERVAL if deadline is None else deadline - now
                 async with asyncio.timeout(min(wait, ADDRESS_CHECK_INTERVAL)):
                     await self._wakeup.wait()
-
-
-def _hold(held: deque[Held], item: Held) -> None:
-    """Keep ``item`` among one unverified sender's held frames, at most ``HELD_PER_SENDER``.
-
-    When full, the oldest frame without a ``Join`` makes room: a join at 50 peers is four
-    frames (Sync chunks, then Meta), and a ping arriving with them used to push the Join out,
-    which left the join to its retry a second later.
-    """
-    if len(held) >= HELD_PER_SENDER:
-        victim = next(
-            (f for f in held if not any(isinstance(m, Join) for m in f[1])),
-            held[0],
-        )
-        held.remove(victim)
-    held.append(item)
 
 
 class _LinkProtocol(asyncio.DatagramProtocol):
@@ -560,10 +441,13 @@ class MeshService(AsyncResource):
         meta: Mapping[str, Any],
         context: DiscoveryContext,
         handlers: Mapping[str, RequestHandler] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        bind_address: str = "0.0.0.0",
     ) -> None:
         self.config = config
         self.self_id = self_id
         self.handlers: dict[str, RequestHandler] = dict(handlers or {})
+        self._clock = clock
         self.links = [
             ClusterLink(
                 cluster,
@@ -573,29 +457,56 @@ class MeshService(AsyncResource):
                 meta=cluster_meta(meta, cluster),
                 context=context,
                 handlers=self.handlers,
+                bind_address=bind_address,
+                clock=clock,
             )
             for cluster in (config.clusters if config.enabled else ())
         ]
         self.events: deque[tuple[str, MemberEvent]] = deque(maxlen=1000)
         for link in self.links:
             link.add_listener(functools.partial(self._record, link.cluster.name))
-        self._stack = contextlib.AsyncExitStack()
+        self._state = PartState.NEW
+        self._entered: contextlib.AsyncExitStack | None = None
 
     def _record(self, cluster: str, event: MemberEvent) -> None:
         self.events.append((cluster, event))
 
     async def start(self) -> None:
-        await self._stack.__aenter__()
+        """Enter every link in order; if one fails, close those already entered."""
+        self._state = PartState.STARTING
         try:
-            for link in self.links:
-                await self._stack.enter_async_context(link)
+            async with contextlib.AsyncExitStack() as stack:
+                for link in self.links:
+                    await stack.enter_async_context(link)
+                self._entered = stack.pop_all()
         except BaseException:
-            await self._stack.aclose()
+            self._state = PartState.FAILED
             raise
+        self._state = PartState.RUNNING
 
     async def close(self) -> None:
         """Close every link (each leaves its cluster first), in reverse order. Idempotent."""
-        await self._stack.aclose()
+        entered, self._entered = self._entered, None
+        if entered is not None:
+            await entered.aclose()
+        if self._state is not PartState.NEW:
+            self._state = PartState.STOPPED
+
+    def report(self) -> Report:
+        """Totals over the clusters; each cluster's own report in ``detail["clusters"]``."""
+        reports = {link.cluster.name: link.report() for link in self.links}
+        state = self._state
+        if state is PartState.RUNNING and not all(r.healthy for r in reports.values()):
+            state = PartState.DEGRADED
+        counters: dict[str, Number] = {"clusters": len(reports)}
+        for report in reports.values():
+            for key, value in report.counters.items():
+                # local_health is a gauge per cluster: the worst one says how we are doing.
+                merge = max if key == "local_health" else _add
+                counters[key] = merge(counters.get(key, 0), value)
+        detail = {"clusters": {name: r.document() for name, r in reports.items()}}
+        errors = [f"{name}: {r.error}" for name, r in reports.items() if r.error is not None]
+        return Report(state, counters, detail, "; ".join(errors) or None)
 
     def link(self, cluster: str | None) -> ClusterLink:
         if cluster is None and len(self.links) == 1:
@@ -658,7 +569,7 @@ class MeshService(AsyncResource):
 
     def peers_document(self) -> list[dict[str, Any]]:
         """``edgeagent peers --json``: members and seen devices of every cluster."""
-        now = time.monotonic()
+        now = self._clock()
         rows: list[dict[str, Any]] = []
         for link in self.links:
             members = link.members()
@@ -758,13 +669,10 @@ def timing_from(cluster: ClusterConfig) -> SwimTiming:
     )
 
 
-def _is_ipv4(address: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(address), ipaddress.IPv4Address)
-    except ValueError:
-        return False
-
-
 def _address_of(view: MemberView) -> Address | None:
     """Where to reach a member; None for one known only from gossip so far."""
     return (view.addresses[0], view.port) if view.addresses else None
+
+
+def _add(total: Number, value: Number) -> Number:
+    return total + value

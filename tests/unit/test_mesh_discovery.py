@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import json
@@ -18,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from edgeagent.config.model import ClusterConfig, InterfacesConfig
+import edgeagent.mesh.discovery as discovery_package
+from edgeagent.config.model import BUILTIN_STRATEGIES, ClusterConfig, InterfacesConfig
 from edgeagent.dns.records import (
     Record,
     RType,
@@ -34,7 +36,8 @@ from edgeagent.mesh.discovery import (
     Deduplicator,
     DiscoveryContext,
     DiscoveryError,
-    load_strategy,
+    LoopingStrategy,
+    strategy_loops,
 )
 from edgeagent.mesh.discovery.dns import DnsDiscovery, SystemResolver
 from edgeagent.mesh.discovery.mdns import (
@@ -45,6 +48,7 @@ from edgeagent.mesh.discovery.mdns import (
     parse_cluster_ports,
     parse_txt,
 )
+from edgeagent.mesh.discovery.registry import BUILTIN, load_strategy
 from edgeagent.mesh.discovery.static import StaticDiscovery
 from edgeagent.net.model import InterfaceInfo
 from tests.netlab import require_program
@@ -717,6 +721,46 @@ def test_loading_failures_say_why(name: str, message: str) -> None:
         load_strategy(ClusterConfig(name="p", strategy=name), DiscoveryContext("me"))
 
 
+def test_the_registry_knows_every_builtin_strategy_the_config_accepts() -> None:
+    assert set(BUILTIN) == set(BUILTIN_STRATEGIES)
+    for name in BUILTIN_STRATEGIES:
+        cluster = ClusterConfig(name="p", strategy=name, dns_name="peers.example")
+        ctx = DiscoveryContext("me", mdns=FakeMdns())
+        assert isinstance(load_strategy(cluster, ctx), BUILTIN[name])
+
+
+def test_the_link_supervises_each_loop_of_a_strategy() -> None:
+    ctx = DiscoveryContext("me", mdns=FakeMdns())
+    mdns = load_strategy(ClusterConfig(name="p"), ctx)
+    assert isinstance(mdns, LoopingStrategy)
+    assert set(strategy_loops(mdns, print)) == {"discovery", "mdns-query"}
+    static = load_strategy(ClusterConfig(name="p", strategy="static"), ctx)
+    assert not isinstance(static, LoopingStrategy)
+    assert set(strategy_loops(static, print)) == {"discovery"}
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module is not None:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+    return found
+
+
+def test_the_discovery_layers_have_no_cycle() -> None:
+    """base <- strategies <- registry; the package itself re-exports base only."""
+    package = Path(discovery_package.__file__).parent
+    name = discovery_package.__name__
+    assert not [m for m in _imports(package / "base.py") if m.startswith(name)]
+    assert {m for m in _imports(package / "__init__.py") if m.startswith(name)} == {f"{name}.base"}
+    for strategy in ("dns", "mdns", "static"):
+        upward = {name, f"{name}.registry"}
+        assert not upward & set(_imports(package / f"{strategy}.py")), strategy
+
+
 # -- mdns discovery with real MdnsServices, inside network namespaces only -------------------------
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -727,8 +771,9 @@ import asyncio, json, signal, sys, time
 from edgeagent.config.model import ClusterConfig, InterfacesConfig, MdnsConfig
 from edgeagent.mdns.table import RecordTable
 from edgeagent.mdns.transport import MdnsService
-from edgeagent.mesh.discovery import DiscoveryContext, load_strategy
+from edgeagent.mesh.discovery import DiscoveryContext
 from edgeagent.mesh.discovery.mdns import agent_txt
+from edgeagent.mesh.discovery.registry import load_strategy
 
 args = json.loads(sys.argv[1])
 

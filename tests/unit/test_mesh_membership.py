@@ -15,24 +15,24 @@ from hypothesis import strategies as st
 
 from edgeagent.mesh.membership import (
     Effect,
-    Emit,
     EventKind,
     MemberEvent,
     Membership,
     MemberState,
+    Notify,
     SendTo,
     SwimTiming,
     suspicion_timeout,
 )
 from edgeagent.mesh.messages import (
     MAX_DATAGRAM_BODY,
-    Ack,
     Join,
     Leave,
     MemberUpdate,
     Meta,
     MetaRequest,
     Ping,
+    PingAck,
     PingReq,
     Sync,
     decode,
@@ -173,7 +173,7 @@ class SimNet:
 
     def _apply(self, node: SimNode, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, Emit):
+            if isinstance(effect, Notify):
                 node.events.append(effect.event)
                 continue
             body = encode(effect.messages)
@@ -425,7 +425,7 @@ def test_message_from_a_new_address_updates_it_without_a_state_change() -> None:
     assert view is not None
     assert view.addresses[0] == "10.0.0.77"
     assert view.state is MemberState.ALIVE
-    events = [e.event for e in effects if isinstance(e, Emit)]
+    events = [e.event for e in effects if isinstance(e, Notify)]
     assert [(e.kind, e.detail) for e in events] == [(EventKind.UPDATED, "address")]
     assert any(isinstance(e, SendTo) and e.addr == ("10.0.0.77", PORT) for e in effects)
 
@@ -480,7 +480,7 @@ def test_meta_request_when_a_newer_version_is_heard() -> None:
     assert requests
     assert requests[0].addr == ("10.0.0.2", PORT)
     effects = m.on_message(5.1, "b", ("10.0.0.2", PORT), Meta("b", 5, {"x": 1}))
-    assert [e.event.kind for e in effects if isinstance(e, Emit)] == [EventKind.UPDATED]
+    assert [e.event.kind for e in effects if isinstance(e, Notify)] == [EventKind.UPDATED]
     assert m.member("b").meta == {"x": 1}  # type: ignore[union-attr]
 
 
@@ -537,7 +537,7 @@ def test_probe_sequence_ping_then_ping_req_then_suspect() -> None:
                 and isinstance(e.messages[0], Ping)
                 and e.addr[0] == "10.0.0.3"
             ):
-                m.on_message(t + 0.001, "c", e.addr, Ack(e.messages[0].seq))
+                m.on_message(t + 0.001, "c", e.addr, PingAck(e.messages[0].seq))
     pings = [
         (t, e)
         for t, e in timeline
@@ -558,7 +558,7 @@ def test_probe_sequence_ping_then_ping_req_then_suspect() -> None:
     suspects = [
         (t, e.event)
         for t, e in timeline
-        if isinstance(e, Emit) and e.event.kind == "suspect" and e.event.device_id == "b"
+        if isinstance(e, Notify) and e.event.kind == "suspect" and e.event.device_id == "b"
     ]
     assert suspects
     assert suspects[0][0] == pytest.approx(first_ping_at + 1.0)
@@ -577,7 +577,7 @@ def run_to_ping(m: Membership) -> tuple[float, Ping]:
 def test_ack_ends_the_probe_and_measures_rtt() -> None:
     m = joined_pair()
     t, ping = run_to_ping(m)
-    m.on_message(t + 0.02, "b", ("10.0.0.2", PORT), Ack(ping.seq))
+    m.on_message(t + 0.02, "b", ("10.0.0.2", PORT), PingAck(ping.seq))
     view = m.member("b")
     assert view is not None
     assert view.rtt == pytest.approx(0.02)
@@ -599,7 +599,7 @@ def test_local_health_stretches_probing_when_our_timer_runs_late() -> None:
                 for x in e.messages:
                     if isinstance(x, Ping):
                         ping_times.append(t)
-                        m.on_message(t + 0.001, "b", ("10.0.0.2", PORT), Ack(x.seq))
+                        m.on_message(t + 0.001, "b", ("10.0.0.2", PORT), PingAck(x.seq))
     assert m.local_health >= 3
     assert m.member("b").state is MemberState.ALIVE  # type: ignore[union-attr]
     # the next probe interval is stretched by 1 + score
@@ -618,8 +618,8 @@ def test_late_wake_up_gives_queued_acks_a_grace_period() -> None:
     t, ping = run_to_ping(m)
     # We sleep through the whole probe interval; the ack waits in the socket buffer.
     effects = m.on_timer(t + 5.0)
-    assert not [e for e in effects if isinstance(e, Emit)]
-    m.on_message(t + 5.001, "b", ("10.0.0.2", PORT), Ack(ping.seq))
+    assert not [e for e in effects if isinstance(e, Notify)]
+    m.on_message(t + 5.001, "b", ("10.0.0.2", PORT), PingAck(ping.seq))
     assert m.member("b").state is MemberState.ALIVE  # type: ignore[union-attr]
     assert m.local_health >= 1
 
@@ -668,12 +668,12 @@ def next_dead_at(m: Membership, device_id: str, *, until: float) -> float | None
         if deadline is None or deadline > until:
             return None
         for e in m.on_timer(deadline):
-            if isinstance(e, Emit) and e.event.kind == "dead" and e.event.device_id == device_id:
+            if isinstance(e, Notify) and e.event.kind == "dead" and e.event.device_id == device_id:
                 return deadline
             if isinstance(e, SendTo):  # everyone answers our probes (an ack does not refute)
                 for x in e.messages:
                     if isinstance(x, Ping):
-                        m.on_message(deadline, x.target_id, e.addr, Ack(x.seq))
+                        m.on_message(deadline, x.target_id, e.addr, PingAck(x.seq))
 
 
 @pytest.mark.parametrize(
@@ -803,7 +803,7 @@ inputs = st.one_of(
             st.builds(Join, st.integers(0, 3)),
             st.builds(Leave, st.integers(0, 6)),
             st.builds(Ping, st.integers(0, 5), peer_ids),
-            st.builds(Ack, st.integers(0, 20)),
+            st.builds(PingAck, st.integers(0, 20)),
             st.builds(PingReq, st.integers(0, 5), peer_ids, st.just(("10.0.0.5", PORT))),
             st.builds(MetaRequest, peer_ids),
             st.builds(Meta, peer_ids, st.integers(0, 4), st.just({"k": 1})),
@@ -856,7 +856,7 @@ def test_any_sequence_keeps_the_table_consistent(steps: list[tuple[object, ...]]
         by_id = {v.device_id: v for v in views}
         last: dict[str, MemberEvent] = {}
         for effect in effects:
-            if isinstance(effect, Emit):
+            if isinstance(effect, Notify):
                 assert effect.event.device_id != "a"
                 assert effect.event.at == now
                 last[effect.event.device_id] = effect.event
@@ -877,7 +877,7 @@ def test_periodic_push_pull_asks_a_random_member_and_answers_carry_no_request() 
     while (t := m.next_deadline() or 99.0) < 40.0:
         for e in m.on_timer(t):
             if isinstance(e, SendTo):
-                m.on_message(t, "b", ("10.0.0.2", PORT), Ack(getattr(e.messages[0], "seq", 0)))
+                m.on_message(t, "b", ("10.0.0.2", PORT), PingAck(getattr(e.messages[0], "seq", 0)))
                 asked += [(t, x) for x in e.messages if isinstance(x, Sync) and x.reply]
     assert asked
     assert 30.0 * 0.75 <= asked[0][0] <= 30.0 * 1.25
@@ -913,7 +913,7 @@ def test_dead_member_gets_joins_with_backoff_and_a_join_from_it_revives_it() -> 
     assert all(g <= 30.0 * 1.25 for g in gaps)
     assert gaps[-1] >= 30.0 * 0.75
     effects = m.on_message(201.0, "b", ("10.0.0.2", PORT), Join(0))
-    assert [e.event.kind for e in effects if isinstance(e, Emit)] == [EventKind.ALIVE]
+    assert [e.event.kind for e in effects if isinstance(e, Notify)] == [EventKind.ALIVE]
     assert m.member("b").state is MemberState.ALIVE  # type: ignore[union-attr]
     # it is told the incarnation we held it dead at, so it refutes above it
     notes = [
@@ -942,7 +942,7 @@ def test_gossip_carries_an_update_a_bounded_number_of_times() -> None:
                     1 for x in e.messages if isinstance(x, MemberUpdate) and x.device_id == "c"
                 )
                 if isinstance(e.messages[0], Ping):
-                    m.on_message(t, e.messages[0].target_id, e.addr, Ack(e.messages[0].seq))
+                    m.on_message(t, e.messages[0].target_id, e.addr, PingAck(e.messages[0].seq))
     # retransmit_mult * ceil(log10(N + 1)) with N = 3
     assert carried == 4
 
@@ -990,7 +990,7 @@ def test_the_member_we_start_to_suspect_is_told_directly() -> None:
         t = m.next_deadline() or t
         effects = m.on_timer(t)  # b never answers
     # in the same step that makes it a suspect, not at the next gossip round
-    assert any(isinstance(e, Emit) and e.event.kind == "suspect" for e in effects)
+    assert any(isinstance(e, Notify) and e.event.kind == "suspect" for e in effects)
     told = direct_updates(effects, "b")
     assert ("10.0.0.2", MemberState.SUSPECT, "a") in [(ip, u.state, u.by) for ip, u in told]
 
@@ -1010,7 +1010,7 @@ def test_a_refutation_goes_straight_to_every_live_member() -> None:
 def test_a_member_suspected_by_another_is_probed_next() -> None:
     m = cluster_of(8)
     t, ping = run_to_ping(m)  # one ordinary probe, answered
-    m.on_message(t + 0.001, ping.target_id, ("10.0.1.0", PORT), Ack(ping.seq))
+    m.on_message(t + 0.001, ping.target_id, ("10.0.1.0", PORT), PingAck(ping.seq))
     suspect = next(f"p{i}" for i in range(8) if f"p{i}" != ping.target_id)
     rumour = MemberUpdate(suspect, MemberState.SUSPECT, 0, (), PORT, 0, suspect, "p9")
     m.on_message(t + 0.1, "p9", ("10.0.1.9", PORT), rumour)
@@ -1024,7 +1024,7 @@ def test_a_suspect_that_answers_our_probe_hears_of_the_suspicion() -> None:
     m.on_message(0.5, "p1", ("10.0.1.1", PORT), rumour)
     t, ping = run_to_ping(m)
     assert ping.target_id == "p2"
-    effects = m.on_message(t + 0.01, "p2", ("10.0.1.2", PORT), Ack(ping.seq))
+    effects = m.on_message(t + 0.01, "p2", ("10.0.1.2", PORT), PingAck(ping.seq))
     told = direct_updates(effects, "p2")
     assert [(ip, u.state) for ip, u in told] == [("10.0.1.2", MemberState.SUSPECT)]
 

@@ -15,7 +15,6 @@ from edgeagent.mesh.messages import (
     KIND_OF,
     MAX_BODY,
     MAX_DATAGRAM_BODY,
-    Ack,
     Challenge,
     ChallengeResponse,
     IndirectAck,
@@ -28,6 +27,7 @@ from edgeagent.mesh.messages import (
     Meta,
     MetaRequest,
     Ping,
+    PingAck,
     PingReq,
     Request,
     Response,
@@ -66,7 +66,7 @@ updates = st.builds(
 )
 messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Ping, seqs, ids),
-    st.builds(Ack, seqs),
+    st.builds(PingAck, seqs),
     st.builds(PingReq, seqs, ids, st.tuples(ips, ports)),
     st.builds(IndirectAck, seqs, ids),
     st.builds(Join, seqs),

@@ -29,12 +29,12 @@ from edgeagent.bridge.upstream import Forwarder, parse_upstream
 from edgeagent.config.model import ClusterConfig
 from edgeagent.dns.names import label_to_name
 from edgeagent.dns.records import Record, RType
-from edgeagent.mesh.discovery import (
+from edgeagent.mesh.discovery.base import (
     Candidate,
     Deduplicator,
     DiscoveryContext,
     DiscoveryError,
-    Report,
+    ReportCandidate,
     Resolver,
 )
 from edgeagent.net.resolv import RESOLV_CONF, parse_resolv_conf
@@ -107,12 +107,12 @@ class DnsDiscovery:
         self._dedup = Deduplicator(refresh)
         self._failing = False
 
-    async def run(self, report: Report) -> None:
+    async def run(self, report: ReportCandidate) -> None:
         while True:
             await self.poll(report)
             await asyncio.sleep(self.cluster.dns_interval)
 
-    async def poll(self, report: Report) -> None:
+    async def poll(self, report: ReportCandidate) -> None:
         """One round: look up, report what is new, changed or due; log failures once."""
         try:
             found = await self.candidates()

@@ -12,13 +12,14 @@ peer answers on each link with that link's addresses, so we learn each peer's ad
 interface we share with it*; Serf's mDNS discovery (hashicorp/mdns) takes whatever address the
 first answer carried.
 
-Two loops run for each cluster:
+Two loops run for each cluster, each supervised by the cluster's link (``loops``; a loop that
+fails is restarted with backoff):
 
-* *watch* (the strategy's own task): every ``poll_interval`` it compares the cache generation;
-  when it changed it turns the cache into candidates (:func:`browse`) and reports the new or
-  changed ones. Announcements of a starting peer land in the cache unasked (RFC 6762 §8.3), so
-  a new peer is reported within one poll of its first announcement. Every candidate is
-  reported again every ``refresh`` seconds.
+* *watch* (``edgeagent[mesh:<cluster>].discovery``): every ``poll_interval`` it compares the
+  cache generation; when it changed it turns the cache into candidates (:func:`browse`) and
+  reports the new or changed ones. Announcements of a starting peer land in the cache unasked
+  (RFC 6762 §8.3), so a new peer is reported within one poll of its first announcement. Every
+  candidate is reported again every ``refresh`` seconds.
 * *query* (``edgeagent[mesh:<cluster>].mdns-query``): asks the LAN for the PTR records of the
   service at start (asking for unicast answers, QU: RFC 6762 §5.4) and then, with known
   answers, after 1 s, 2 s, 4 s ... up to ``max_backoff`` (RFC 6762 §5.2),
@@ -43,15 +44,17 @@ from edgeagent.config.model import ClusterConfig, InterfacesConfig
 from edgeagent.dns.names import label_to_name, name_key
 from edgeagent.dns.records import Record, RType
 from edgeagent.mdns.cache import CacheEntry
-from edgeagent.mesh.discovery import (
+from edgeagent.mesh.discovery.base import (
     Candidate,
     Deduplicator,
     DiscoveryContext,
     DiscoveryError,
+    Loop,
     MdnsBrowser,
-    Report,
+    ReportCandidate,
 )
 from edgeagent.net.model import interface_selected
+from edgeagent.resource import TaskOwner
 
 log = logging.getLogger("edgeagent.mesh.discovery")
 
@@ -222,14 +225,16 @@ class MdnsDiscovery:
         self._dedup = Deduplicator(refresh)
         self._missing: tuple[tuple[str, int], ...] = ()
 
-    async def run(self, report: Report) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(
-                self._query_loop(), name=f"edgeagent[mesh:{self.cluster.name}].mdns-query"
-            )
+    def loops(self, report: ReportCandidate) -> Mapping[str, Loop]:
+        """The two loops, for the cluster's link to supervise (see the module docstring)."""
+        return {"discovery": functools.partial(self._watch, report), "mdns-query": self._query_loop}
+
+    async def run(self, report: ReportCandidate) -> None:
+        """Both loops without a link: the query loop in a task owner of its own."""
+        async with _LoopOwner(f"mesh:{self.cluster.name}", {"mdns-query": self._query_loop}):
             await self._watch(report)
 
-    def scan(self, report: Report) -> None:
+    def scan(self, report: ReportCandidate) -> None:
         """Read the cache once and report what is new, changed or due for refresh."""
         now = self._clock()
         result = browse(
@@ -257,7 +262,7 @@ class MdnsDiscovery:
             await self._resolve(name, rtype)
 
     # -- private -------------------------------------------------------------------------------
-    async def _watch(self, report: Report) -> None:
+    async def _watch(self, report: ReportCandidate) -> None:
         generation: int | None = None
         next_refresh = 0.0
         while True:
@@ -300,6 +305,22 @@ class MdnsDiscovery:
 
     def _interface_names(self) -> frozenset[str]:
         return frozenset(i.name for i in self._mdns.interfaces)
+
+
+class _LoopOwner(TaskOwner):
+    """Supervises ``loops`` while ``MdnsDiscovery.run`` is used without a cluster link."""
+
+    def __init__(self, name: str, loops: Mapping[str, Loop]) -> None:
+        super().__init__(name)
+        self._to_run = dict(loops)
+
+    async def start(self) -> None:
+        await self.start_tasks()
+        for what, loop in self._to_run.items():
+            self.supervise(loop, what)
+
+    async def close(self) -> None:
+        await self.stop_tasks()
 
 
 def _addresses(found: Sequence[tuple[str, Record]]) -> tuple[str, ...]:

@@ -15,11 +15,11 @@ import logging
 
 from edgeagent.config.model import ClusterConfig
 from edgeagent.dns.records import RType
-from edgeagent.mesh.discovery import (
+from edgeagent.mesh.discovery.base import (
     Candidate,
     DiscoveryContext,
     DiscoveryError,
-    Report,
+    ReportCandidate,
     Resolver,
 )
 from edgeagent.mesh.discovery.dns import SystemResolver
@@ -43,7 +43,7 @@ class StaticDiscovery:
         self._peers = [parse_peer_address(peer, cluster.port) for peer in cluster.peers]
         self._unresolved: set[str] = set()
 
-    async def run(self, report: Report) -> None:
+    async def run(self, report: ReportCandidate) -> None:
         while True:
             for candidate in await self.candidates():
                 report(candidate)
