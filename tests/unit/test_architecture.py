@@ -51,6 +51,8 @@ CORES = (
     "edgeagent.mdns.responder",
     "edgeagent.mdns.table",
     "edgeagent.mesh.auth",
+    "edgeagent.mesh.discovery.base",
+    "edgeagent.mesh.link",
     "edgeagent.mesh.membership",
     "edgeagent.mesh.messages",
     "edgeagent.mesh.roles",
