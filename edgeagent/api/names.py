@@ -21,7 +21,7 @@ from edgeagent.device import HOST_KEY, SERVICE_KEY, build_table, load_effective_
 from edgeagent.dns.records import RType, type_name
 from edgeagent.errors import ConfigError, ControlError
 from edgeagent.info import identity_document, records_document
-from edgeagent.mdns.dump import DumpRow, dump_records
+from edgeagent.mdns.dump import dump_records
 from edgeagent.mdns.responder import Renamed, RenameKind
 from edgeagent.net.coexist import other_mdns_users
 from edgeagent.state import RuntimeState
@@ -39,14 +39,7 @@ async def info(view: AgentView, params: dict[str, Any]) -> dict[str, Any]:
     mdns, config = parts.mdns, parts.config
     table = mdns.table
     interfaces = mdns.interfaces
-    records = []
-    seen: set[tuple[str, int, str]] = set()
-    for iface in interfaces:
-        for record in table.records_for(iface):
-            if record.key not in seen:
-                seen.add(record.key)
-                records.append(record)
-    rows: list[DumpRow] = list(records) if interfaces else dump_records(table, None)
+    rows = dump_records(table, interfaces)  # placeholders only while no interface is up
     others = await asyncio.to_thread(other_mdns_users)
     document: dict[str, Any] = {
         "running": True,

@@ -116,7 +116,7 @@ async def test_links_report_state_counters_and_supervised_loops(
         "edgeagent[mesh:loop].timer",
     }
     names = {task.get_name() for task in asyncio.all_tasks()}
-    assert {"edgeagent[mesh:loop]", "edgeagent[mesh:loop].timer"} <= names
+    assert {"edgeagent-owner:mesh:loop", "edgeagent[mesh:loop].timer"} <= names
 
 
 async def test_closing_leaves_the_cluster_and_ends_every_task() -> None:
