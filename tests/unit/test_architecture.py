@@ -72,6 +72,7 @@ CORES = (
     "edgeagent.reactors.builtin.schedule",
     "edgeagent.reactors.builtin.threshold",
     "edgeagent.reactors.builtin.window",
+    "edgeagent.sensors.simulated",
     "edgeagent.sensors.system",
     "edgeagent.store.plan",
 )
