@@ -15,7 +15,7 @@ is not an error: the function raises ``MetricUnavailable`` with a short, stable 
 reader collects the reasons in a ``MetricProbe`` next to the values (``SystemSample``), and
 ``AvailabilityWatch`` turns successive probes into changes, so the adapter logs "wifi_signal
 unavailable: ..." once when it happens and "available again" once when it ends, never every
-interval. Reasons never contain a measured value, or every read would look like a change.
+interval. Reasons carry no measured value, or every read would look like a change.
 Text that is not what the kernel writes raises ``ParseError`` (``DropReason.SYNTAX``); the
 reader reports it as a reason too.
 
@@ -51,10 +51,11 @@ The metrics, their sources and the choices made:
     ``/sys/devices/platform/soc/soc:firmware/get_throttled`` (the kernel prints the mask in
     hex without ``0x``). Raspberry Pi's documentation gives the bits: 0 under-voltage
     detected, 1 ARM frequency capped, 2 currently throttled, 3 soft temperature limit active,
-    16-19 the same four "has occurred" since boot. All eight are fields, with the raw mask as
-    ``throttled_raw``. Kernels without that file (mainline kernels on a Pi) still have the
-    ``rpi_volt`` hwmon device, whose ``in0_lcrit_alarm`` says under-voltage only: then
-    ``under_voltage`` is filled and the other fields are ``None`` (no data).
+    16-19 the same four "has occurred" (kept by the firmware until reboot, or until a request
+    clears them). All eight are fields, with the raw mask as ``throttled_raw``. Kernels
+    without that file (mainline kernels on a Pi) still have the ``rpi_volt`` hwmon device,
+    whose ``in0_lcrit_alarm`` says under-voltage only: then ``under_voltage`` is filled and
+    the other fields are ``None`` (no data).
 
 Percentages are rounded to one decimal (as psutil, and so Home Assistant's System Monitor,
 gives them); bytes are ints; temperatures keep the kernel's millidegree resolution.
@@ -79,8 +80,9 @@ _LOAD = FieldSpec(state_class=_MEASUREMENT)
 _PROBLEM = FieldSpec(device_class="problem")  # a binary sensor: on means something is wrong
 
 CPU_ZONE_TYPES = (
-    "cpu-thermal",  # Raspberry Pi OS (BCM2835..BCM2712), most device trees
+    "cpu-thermal",  # the Raspberry Pi's SoC on Raspberry Pi OS; the usual device tree name
     "cpu_thermal",
+    "bcm2835_thermal",  # the same sensor on Raspbian kernels before device tree zones
     "x86_pkg_temp",  # Intel: the package sensor of the coretemp/x86_pkg_temp driver
     "soc-thermal",
     "soc_thermal",
@@ -490,8 +492,9 @@ def decode_throttled(value: int) -> Values:
 def under_voltage_alarm_values(text: str) -> Values:
     """The ``rpi_volt`` hwmon ``in0_lcrit_alarm`` (``0``/``1``) -> ``under_voltage`` only.
 
-    The hwmon driver polls the firmware every two seconds and raises the alarm while
-    under-voltage was seen since its last poll; it says nothing of the other flags."""
+    The hwmon driver reads the firmware's flags every two seconds, asking it to clear the
+    sticky ones each time, and raises the alarm when the under-voltage sticky bit was set:
+    under-voltage within the last poll. It says nothing of the other flags."""
     flag = text.strip()
     if flag not in ("0", "1"):
         raise ParseError(DropReason.SYNTAX, f"in0_lcrit_alarm {text[:20]!r}")

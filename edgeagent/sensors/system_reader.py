@@ -57,7 +57,9 @@ RPI_VOLT = "rpi_volt"  # the Raspberry Pi firmware's hwmon device (raspberrypi-h
 def read_metrics(
     metrics: Iterable[str | MetricRequest], *, root: Path = Path("/"), state_dir: Path
 ) -> SystemSample:
-    """Read every requested metric once (blocking); see the module docstring."""
+    """Read every requested metric once (blocking); see the module docstring.
+
+    ``ValueError`` for an unknown or repeated metric or parameter (config checks them first)."""
     tree = _Tree(root)
     values: Values = {}
     available: list[str] = []

@@ -403,6 +403,11 @@ def test_the_ranking_follows_the_documented_order() -> None:
     assert CPU_ZONE_TYPES[0] == "cpu-thermal"
 
 
+def test_an_old_raspbian_kernel_names_the_pi_zone_after_its_driver() -> None:
+    zones = parse_thermal_zones({"thermal_zone0": {"type": "bcm2835_thermal", "temp": "51540"}})
+    assert cpu_temperature_values(zones) == {"cpu_temperature": 51.54}
+
+
 def test_the_user_names_a_zone_by_type_or_directory() -> None:
     zones = parse_thermal_zones(PC_THERMAL)
     assert cpu_temperature_values(zones, "pch_cannonlake") == {"cpu_temperature": 42.0}
