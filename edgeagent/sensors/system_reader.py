@@ -71,8 +71,8 @@ def read_metrics(
             unavailable[request.name] = exc.reason
         except ParseError as exc:
             unavailable[request.name] = f"not in the kernel's format ({exc})"
-        except OSError as exc:
-            unavailable[request.name] = _describe(exc)
+        except OSError as exc:  # a directory that cannot be listed, say
+            unavailable[request.name] = f"cannot read {exc.filename}: {_describe(exc)}"
         else:
             available.append(request.name)
     return SystemSample(values, MetricProbe(tuple(available), unavailable))
