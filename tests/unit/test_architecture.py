@@ -72,6 +72,7 @@ CORES = (
     "edgeagent.reactors.builtin.schedule",
     "edgeagent.reactors.builtin.threshold",
     "edgeagent.reactors.builtin.window",
+    "edgeagent.sensors.filters",
     "edgeagent.store.plan",
 )
 IO_MODULES = frozenset({"asyncio", "socket", "sqlite3", "aiosqlite", "serial", "paho"})
