@@ -17,8 +17,9 @@ Values: a text that reads as a number becomes one (``model.to_number``: ``"12"``
     they are, strings that read as numbers become numbers. A number that no reading can carry
     (``Infinity``, ``1e999``) is ``CONVERT``; anything but an object is ``SYNTAX``.
 ``kv``
-    ``key=value`` pairs separated by blanks or commas (``t=21.5 rh=40``, ``t=21.5,rh=40``),
-    blanks around ``=`` allowed; a token that is not a pair is ``SYNTAX``.
+    ``key=value`` pairs separated by blanks or commas (``t=21.5 rh=40``, ``t=21.5,rh=40``);
+    ``t=`` is an empty value (``None``), so there are no blanks around ``=``
+    (``t= rh=40`` is ``t`` empty and ``rh`` 40); a token that is not a pair is ``SYNTAX``.
 ``{csv: {columns: [t, rh], separator: ","}}``
     Values by position (no quoting), blanks around each value dropped; a column named ``_``
     or null is skipped; a line with another number of values is ``SYNTAX``.
@@ -92,7 +93,7 @@ class KeyValueParser:
     __slots__ = ()
 
     def parse(self, frame: bytes) -> Values:
-        text = _KV_EQUALS.sub("=", _decode(frame)).strip(" \t,")
+        text = _decode(frame).strip(" \t,")
         if not text:
             raise ParseError(DropReason.SYNTAX, "no key=value pairs")
         values: Values = {}
@@ -341,7 +342,6 @@ PARSERS: Mapping[str, ParserKind] = {
 
 # -- private helpers -----------------------------------------------------------------------------
 
-_KV_EQUALS = re.compile(r"[ \t]*=[ \t]*")
 _KV_SPLIT = re.compile(r"[ \t,]+")
 
 

@@ -72,6 +72,9 @@ CORES = (
     "edgeagent.reactors.builtin.schedule",
     "edgeagent.reactors.builtin.threshold",
     "edgeagent.reactors.builtin.window",
+    "edgeagent.sensors.framing",
+    "edgeagent.sensors.nmea",
+    "edgeagent.sensors.parsers",
     "edgeagent.store.plan",
 )
 IO_MODULES = frozenset({"asyncio", "socket", "sqlite3", "aiosqlite", "serial", "paho"})
