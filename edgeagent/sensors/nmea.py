@@ -62,6 +62,14 @@ KNOT = 1852 / 3600  # metres per second in one knot (one nautical mile an hour)
 
 TALKERS = frozenset({"GP", "GN", "GL", "GA", "BD", "GB"})
 SENTENCE_TYPES = ("GGA", "RMC", "GSA", "GSV")
+# Every field a sentence can yield (the table above), for checking a config against.
+FIELDS = frozenset(
+    {
+        *("time", "lat", "lon", "alt", "fix", "sats", "hdop", "speed", "course"),
+        *("fix_type", "pdop", "vdop", "sats_in_view"),
+        *("sats_in_view.glonass", "sats_in_view.galileo", "sats_in_view.beidou"),
+    }
+)
 
 
 class NmeaParser:
@@ -71,6 +79,10 @@ class NmeaParser:
 
     def __init__(self, *, strict: bool = False) -> None:
         self.strict = strict
+
+    def field_names(self) -> frozenset[str]:
+        """Every field a sentence can yield."""
+        return FIELDS
 
     def parse(self, frame: bytes) -> Values:
         """The values of one sentence; raises ``ParseError`` for what is not one we read."""

@@ -35,10 +35,11 @@ Values: a text that reads as a number becomes one (``model.to_number``: ``"12"``
     is ``SYNTAX``. Text (``s``) is decoded as UTF-8 without trailing NULs.
 
 Registry: ``PARSERS`` names every parser with its options (what the config section validates
-against and lists in a did-you-mean); ``build_parser(spec)`` takes the YAML value itself (a
+against and lists in a did-you-mean). ``build_parser(spec)`` takes the YAML value itself (a
 name, or a one-key mapping of a name to its options, or to its one value for ``regex``) and
-raises ``ValueError`` naming the option and the valid ones, with a compile error of a
-regex or struct format in the message.
+raises ``ValueError`` naming the option and the valid ones, with a compile error of a regex
+or struct format in the message. A built parser's ``field_names()`` says which fields it can
+yield (None for json and kv, where only the data says).
 """
 
 from __future__ import annotations
@@ -63,11 +64,18 @@ class Parser(Protocol):
 
     def parse(self, frame: bytes) -> Values: ...
 
+    def field_names(self) -> frozenset[str] | None:
+        """The fields its frames can yield, or None when only the data says (json, kv)."""
+        ...
+
 
 class JsonParser:
     """One JSON object per frame, nested keys flattened by dotted path."""
 
     __slots__ = ()
+
+    def field_names(self) -> None:
+        return None
 
     def parse(self, frame: bytes) -> Values:
         text = _decode(frame)
@@ -91,6 +99,9 @@ class KeyValueParser:
     """``key=value`` pairs separated by blanks or commas."""
 
     __slots__ = ()
+
+    def field_names(self) -> None:
+        return None
 
     def parse(self, frame: bytes) -> Values:
         text = _decode(frame).strip(" \t,")
@@ -117,6 +128,9 @@ class CsvParser:
         self.separator = separator
         self._keep = _kept(self.columns, "csv", "columns")
 
+    def field_names(self) -> frozenset[str]:
+        return frozenset(name for _, name in self._keep)
+
     def parse(self, frame: bytes) -> Values:
         texts = _decode(frame).split(self.separator)
         if len(texts) != len(self.columns):
@@ -141,6 +155,9 @@ class RegexParser:
                 f"regex: {pattern!r} has no named group: name each field as (?P<name>...)"
             )
         self.pattern = compiled
+
+    def field_names(self) -> frozenset[str]:
+        return frozenset(self.pattern.groupindex)
 
     def parse(self, frame: bytes) -> Values:
         match = self.pattern.search(_decode(frame))
@@ -170,6 +187,9 @@ class StructParser:
         self.layout = layout
         self.fields = tuple(fields)
         self._keep = _kept(self.fields, "struct", "fields")
+
+    def field_names(self) -> frozenset[str]:
+        return frozenset(name for _, name in self._keep)
 
     def parse(self, frame: bytes) -> Values:
         if len(frame) != self.layout.size:

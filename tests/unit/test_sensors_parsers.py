@@ -299,6 +299,17 @@ def test_every_name_in_the_contract_builds() -> None:
     assert isinstance(build_parser({"kv": {}}), KeyValueParser)
 
 
+def test_parsers_say_which_fields_they_can_yield() -> None:
+    assert build_parser("json").field_names() is None
+    assert build_parser("kv").field_names() is None
+    assert build_parser({"csv": {"columns": ["t", "_", None, "rh"]}}).field_names() == {"t", "rh"}
+    assert build_parser({"regex": r"(?P<t>\d+) (?P<rh>\d+)"}).field_names() == {"t", "rh"}
+    assert build_parser({"struct": {"format": ">HH", "fields": ["_", "n"]}}).field_names() == {"n"}
+    nmea = build_parser("nmea").field_names()
+    assert nmea is not None
+    assert {"lat", "lon", "alt", "fix", "sats", "hdop", "speed", "course", "time"} <= nmea
+
+
 def test_the_registry_describes_each_parser_for_the_config_section() -> None:
     for name, kind in PARSERS.items():
         assert kind.name == name
