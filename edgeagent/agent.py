@@ -49,6 +49,7 @@ from edgeagent.reactors.remote import ForwardEffects, IntentForwarder
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
 from edgeagent.resource import TaskOwner
+from edgeagent.sensors.service import SensorsService
 from edgeagent.serial.ports import SerialPorts
 from edgeagent.state import RuntimeState, StateStore
 from edgeagent.systemd import Notifier, watchdog_interval
@@ -204,6 +205,8 @@ def build_parts(config: Config, device: Device, view: api.context.AgentView) -> 
         raise ConfigError([f"{config_file}: reactors: {exc}"]) from exc
     except ConfigError as exc:
         raise ConfigError([f"{config_file}: {i}" for i in exc.issues]) from exc
+    if config.sensors:
+        parts.sensors = SensorsService(config.sensors, state_dir=state_dir)
     return parts
 
 
@@ -222,6 +225,8 @@ async def start_parts(parts: Parts, stack: AsyncExitStack) -> None:
         await stack.enter_async_context(parts.serial)  # so it closes after the reactors
     if parts.reactors is not None:
         await stack.enter_async_context(parts.reactors)
+    if parts.sensors is not None:
+        await stack.enter_async_context(parts.sensors)  # readings flow once the reactors run
 
 
 def _fatal_parts(parts: Parts) -> dict[str, Callable[[], Coroutine[Any, Any, BaseException]]]:

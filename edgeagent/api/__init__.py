@@ -7,6 +7,7 @@ running parts (``context.AgentView``).
 ``mesh``       peers, mesh.request; the meta and methods shared with members
 ``intents``    intent.send(_batch), reactors.list/show/command, journal.tail/audit
 ``status``     status, health: every part's ``Report`` (the stats seam)
+``sensors``    sensors.list/show/watch: what each sensor reads
 =============  ==============================================================
 """
 
@@ -16,7 +17,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from edgeagent.api import intents, mesh, names, status
+from edgeagent.api import intents, mesh, names, sensors, status
 from edgeagent.api.context import AgentView
 
 Method = Callable[[AgentView, dict[str, Any]], Awaitable[Any]]
@@ -27,6 +28,7 @@ METHODS: Mapping[str, Method] = {
     **status.METHODS,
     **mesh.METHODS,
     **intents.METHODS,
+    **sensors.METHODS,
 }
 
 

@@ -24,6 +24,7 @@ from edgeagent.reactors.remote import IntentForwarder
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
 from edgeagent.resource import Reporting
+from edgeagent.sensors.service import SensorsService
 from edgeagent.serial.ports import SerialPorts
 from edgeagent.state import RuntimeState, StateStore
 
@@ -52,6 +53,7 @@ class Parts:
     journal: Journal | None = None
     serial: SerialPorts | None = None
     reactors: ReactorRuntime | None = None
+    sensors: SensorsService | None = None
     run_log: RunLog | None = None
     control: Reporting | None = None
 
@@ -64,6 +66,7 @@ class Parts:
             "journal": self.journal,
             "serial": self.serial,
             "reactors": self.reactors,
+            "sensors": self.sensors,
             "control": self.control,
         }
         return {name: part for name, part in named.items() if isinstance(part, Reporting)}

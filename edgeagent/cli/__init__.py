@@ -7,11 +7,11 @@ Exit codes: 0 success, 1 a failure the message explains, 2 bad usage.
 
 Each family module registers its sub-commands (``add_commands``): ``agent`` (run, check,
 explain, keygen), ``names`` (info, services, resolve), ``status`` (status, health), ``mesh``
-(peers) and ``reactors`` (intent, reactors, journal). ``options`` holds the shared options
-and the control client, ``output`` the JSON and text printing. A handler returns an exit
-code or an ``Output``, which ``main`` shows as JSON under ``--json`` and as text otherwise.
-Importing this package loads neither the agent nor the config loader: a client command pays
-only for what it runs.
+(peers), ``reactors`` (intent, reactors, journal) and ``sensors``. ``options`` holds the
+shared options and the control client, ``output`` the JSON and text printing. A handler
+returns an exit code or an ``Output``, which ``main`` shows as JSON under ``--json`` and as
+text otherwise. Importing this package loads neither the agent nor the config loader: a
+client command pays only for what it runs.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import sys
 from collections.abc import Sequence
 
 from edgeagent import __version__
-from edgeagent.cli import agent, mesh, names, reactors, status
+from edgeagent.cli import agent, mesh, names, reactors, sensors, status
 from edgeagent.cli.options import add_global_options, paths_from
 from edgeagent.cli.output import Output, show
 from edgeagent.errors import ConfigError, EdgeAgentError
 
-FAMILIES = (agent, names, status, mesh, reactors)
+FAMILIES = (agent, names, status, mesh, reactors, sensors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,8 @@ from edgeagent.config.sections.reactors import DEFAULT_REACTORS as DEFAULT_REACT
 from edgeagent.config.sections.reactors import OVERFLOW_POLICIES as OVERFLOW_POLICIES
 from edgeagent.config.sections.reactors import Overflow as Overflow
 from edgeagent.config.sections.reactors import ReactorConfig as ReactorConfig
+from edgeagent.config.sections.sensors import DEFAULT_SENSORS as DEFAULT_SENSORS
+from edgeagent.config.sections.sensors import SensorConfig as SensorConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +53,4 @@ class Config:
     reactors: tuple[ReactorConfig, ...] = DEFAULT_REACTORS
     principals: Grants = DEFAULT_PRINCIPALS  # after reactors: the builder checks reactor:<id>
     journal: JournalConfig = field(default_factory=JournalConfig)
+    sensors: tuple[SensorConfig, ...] = DEFAULT_SENSORS

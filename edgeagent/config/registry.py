@@ -23,6 +23,7 @@ from edgeagent.config.sections import (
     mesh,
     principals,
     reactors,
+    sensors,
 )
 
 DOCUMENT_ORDER: tuple[Section[Any], ...] = (
@@ -35,6 +36,7 @@ DOCUMENT_ORDER: tuple[Section[Any], ...] = (
     principals.SECTION,
     reactors.SECTION,
     journal.SECTION,
+    sensors.SECTION,
 )
 
 

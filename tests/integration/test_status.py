@@ -13,7 +13,7 @@ from tests.netlab import Lab
 
 pytestmark = pytest.mark.netns
 
-PARTS = {"mdns", "mesh", "dns_bridge", "journal", "serial", "reactors", "control"}
+PARTS = {"mdns", "mesh", "dns_bridge", "journal", "serial", "reactors", "sensors", "control"}
 
 
 def test_status_gathers_every_part_and_health_says_healthy(lab: Lab, tmp_path: Path) -> None:

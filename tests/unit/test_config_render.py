@@ -29,6 +29,7 @@ def test_defaults_render_every_key(tmp_path: Path) -> None:
         "principals",
         "reactors",
         "journal",
+        "sensors",
     ]
     assert data["mdns"]["hosts"] == ["edge-2e6d"]
     assert data["mdns"]["interfaces"] == {

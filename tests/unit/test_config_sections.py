@@ -42,7 +42,7 @@ def test_the_rendered_document_follows_the_registry() -> None:
 
 
 def test_each_section_declares_its_id_merged_lists() -> None:
-    assert {("mdns", "services"), ("reactors",)} == ID_MERGED_LISTS
+    assert {("mdns", "services"), ("reactors",), ("sensors",)} == ID_MERGED_LISTS
     for section in DOCUMENT_ORDER:
         assert all(path[0] == section.key for path in section.id_merged_lists)
 

@@ -1,0 +1,92 @@
+"""Sensors in the real agent: the built-in demo sensor shows live readings through
+``edgeagent sensors``, ``sensors show`` and ``sensors watch``, and a serial sensor on a
+pseudo-terminal is listed with its counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.agents import (
+    EDGEAGENT,
+    device_config,
+    start_agent,
+    wait_established,
+    wait_until,
+)
+from tests.netlab import Lab
+
+pytestmark = pytest.mark.netns
+
+
+def test_the_demo_sensor_reads_live_and_the_cli_shows_it(lab: Lab, tmp_path: Path) -> None:
+    lab.add_lan("lan")
+    device = lab.add_device("dev", [("lan", "10.77.44.1")])
+    agent = start_agent(device, tmp_path / "dev", device_config("edge-sensors"))
+    wait_established(agent)
+
+    def demo() -> dict[str, object] | None:
+        rows = json.loads(agent.cli("sensors", "--json").stdout)
+        return rows[0] if rows and rows[0]["readings"] >= 2 else None
+
+    row = wait_until(demo, 10, "two demo readings")
+    assert (row["id"], row["platform"], row["state"]) == ("demo", "simulated", "open")
+    assert row["last"]["fields"]["temperature"]["unit"] == "°C"  # type: ignore[index]
+    table = agent.cli("sensors").stdout.splitlines()
+    assert table[0].split()[:3] == ["SENSOR", "PLATFORM", "STATE"]
+    assert table[1].startswith("demo ")
+    assert "temperature=" in table[1]
+    assert " °C" in table[1]
+    shown = agent.cli("sensors", "show", "demo").stdout
+    assert shown.startswith("demo (simulated): open")
+    assert "temperature = " in shown
+
+    watch = device.popen(*EDGEAGENT, "sensors", "watch", "demo", "--json", *agent.dirs,
+                         log=tmp_path / "watch.log")  # fmt: skip
+    try:
+        time.sleep(3.5)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.wait(timeout=10)
+    lines = [json.loads(line) for line in (tmp_path / "watch.log").read_text().splitlines()
+             if line.startswith("{")]  # fmt: skip
+    assert len(lines) >= 2
+    assert {line["sensor"] for line in lines} == {"demo"}
+    assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
+    status = json.loads(agent.cli("status", "--json").stdout)
+    assert status["parts"]["sensors"]["state"] == "running"
+    assert status["parts"]["sensors"]["counters"]["readings"] >= 2
+
+
+def test_a_serial_sensor_on_a_pty_is_listed_with_its_counts(lab: Lab, tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    try:
+        lab.add_lan("lan")
+        device = lab.add_device("dev", [("lan", "10.77.45.1")])
+        config = device_config("edge-pty")
+        config["sensors"] = [
+            {"id": "air", "platform": "serial", "port": os.ttyname(slave), "parser": "kv",
+             "fields": {"pm25": {"unit": "µg/m³"}}},
+        ]  # fmt: skip
+        agent = start_agent(device, tmp_path / "dev", config)
+        wait_established(agent)
+        wait_until(
+            lambda: json.loads(agent.cli("sensors", "--json").stdout)[0]["state"] == "open",
+            10, "the port to open",
+        )  # fmt: skip
+        os.write(master, b"pm25=7\nnonsense\npm25=8\n")
+        row = wait_until(
+            lambda: (r := json.loads(agent.cli("sensors", "--json").stdout)[0])["readings"] == 2
+            and r,
+            10, "two readings",
+        )  # fmt: skip
+        assert row["last"]["fields"]["pm25"] == {"value": 8, "unit": "µg/m³"}
+        assert sum(row["dropped"].values()) == 1
+    finally:
+        os.close(master)
+        os.close(slave)

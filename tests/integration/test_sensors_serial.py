@@ -1,0 +1,113 @@
+"""Serial sensors on real pseudo-terminals: JSON lines split at awkward places with garbage
+between them, and a USB adapter unplugged and plugged back (its /dev/serial/by-id style link
+removed and created again), all through the real ``SensorsService``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeagent.config.model import SensorConfig
+from edgeagent.resource import Backoff
+from edgeagent.sensors.model import FieldSpec
+from edgeagent.sensors.pipeline import SensorState
+from edgeagent.sensors.service import SensorsService
+
+FAST = Backoff(initial=0.05, maximum=0.2, jitter=0.0)
+
+
+async def until(predicate: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
+    """Poll ``predicate``: the service's counters and states have no event to wait on."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+class Adapter:
+    """A pty pair standing in for a USB serial adapter, reached through a by-id link."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master, self.slave = os.openpty()
+        link.symlink_to(os.ttyname(self.slave))
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def unplug(self) -> None:
+        self.link.unlink()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+async def test_json_lines_split_anywhere_with_garbage_between(tmp_path: Path) -> None:
+    link = tmp_path / "usb-1a86_USB_Serial-if00-port0"
+    adapter = Adapter(link)
+    config = SensorConfig(
+        id="air", platform="serial", port=str(link), parser="json",
+        fields=(("pm25", FieldSpec("µg/m³", "pm25", "measurement")),),
+    )  # fmt: skip
+    service = SensorsService([config], state_dir=tmp_path, backoff=FAST)
+    runner = service.runners["air"]
+    try:
+        async with service:
+            await until(lambda: runner.state is SensorState.OPEN, "the port to open")
+            for chunk in (b'{"pm', b'25": 1', b"2}\r", b"\n\xff\xfe garbage\n", b'{"pm25": 1',
+                          b'3, "other": 1}\n', b"[1, 2]\n", b'{"pm25": 14}\n'):  # fmt: skip
+                adapter.write(chunk)
+                await asyncio.sleep(0.01)
+            await until(lambda: runner.pipeline.stats.readings == 3, "three readings")
+            found = await service.recent(0)
+            assert [r.values for _, r in found] == [{"pm25": 12}, {"pm25": 13}, {"pm25": 14}]
+            document = service.sensors_document()[0]
+            assert document["state"] == "open"
+            assert document["frames"] == 5
+            assert sum(document["dropped"].values()) == 2  # the bad UTF-8 line and the list
+            assert document["last"]["fields"] == {"pm25": {"value": 14, "unit": "µg/m³"}}
+    finally:
+        adapter.unplug()
+
+
+async def test_unplug_waits_for_the_device_and_replug_resumes_readings(tmp_path: Path) -> None:
+    link = tmp_path / "usb-sensor"
+    adapter = Adapter(link)
+    config = SensorConfig(id="t", platform="serial", port=str(link), parser="kv")
+    service = SensorsService([config], state_dir=tmp_path, backoff=FAST)
+    runner = service.runners["t"]
+    async with service:
+        await until(lambda: runner.state is SensorState.OPEN, "the port to open")
+        adapter.write(b"t=21.5 rh=40\n")
+        await until(lambda: runner.pipeline.stats.readings == 1, "a reading")
+        adapter.unplug()
+        await until(lambda: runner.state is SensorState.WAITING, "waiting for the device")
+        assert runner.pipeline.stats.reopens == 1
+        assert service.report().counters["reopens"] == 1
+        adapter = Adapter(link)  # plugged back in: the link is there again
+        try:
+            await until(lambda: runner.state is SensorState.OPEN, "the port to open again")
+            adapter.write(b"t=22,rh=41\n")
+            await until(lambda: runner.pipeline.stats.readings == 2, "readings again")
+            assert runner.pipeline.last is not None
+            assert runner.pipeline.last.values == {"t": 22, "rh": 41}
+        finally:
+            adapter.unplug()
+    assert runner.state is SensorState.STOPPED
+
+
+async def test_a_missing_device_at_start_is_waited_for(tmp_path: Path) -> None:
+    link = tmp_path / "not-yet"
+    config = SensorConfig(id="late", platform="serial", port=str(link), parser="json")
+    service = SensorsService([config], state_dir=tmp_path, backoff=FAST)
+    runner = service.runners["late"]
+    async with service:
+        await until(lambda: runner.state is SensorState.WAITING, "waiting for the device")
+        adapter = Adapter(link)
+        try:
+            await until(lambda: runner.state is SensorState.OPEN, "the port to open", 5)
+            adapter.write(b'{"v": 1}\n')
+            await until(lambda: runner.pipeline.stats.readings == 1, "a reading")
+        finally:
+            adapter.unplug()
