@@ -42,13 +42,14 @@ from edgeagent.mesh.epoch import next_epoch
 from edgeagent.mesh.service import MeshService
 from edgeagent.names import AgentNames
 from edgeagent.reactors.capabilities import Policy
-from edgeagent.reactors.graph import line_settings
+from edgeagent.reactors.graph import line_settings, principals_of
 from edgeagent.reactors.journal import Journal
 from edgeagent.reactors.model import SerialWrite
 from edgeagent.reactors.remote import ForwardEffects, IntentForwarder
 from edgeagent.reactors.runlog import RunLog
 from edgeagent.reactors.runtime import ReactorRuntime
 from edgeagent.resource import TaskOwner
+from edgeagent.sensors.feed import ReactorFeed
 from edgeagent.sensors.service import SensorsService
 from edgeagent.serial.ports import SerialPorts
 from edgeagent.state import RuntimeState, StateStore
@@ -189,7 +190,7 @@ def build_parts(config: Config, device: Device, view: api.context.AgentView) -> 
     )
     parts.run_log = RunLog(state_dir / "runs")
     parts.forwarder = IntentForwarder(parts.mesh, run_log=parts.run_log)
-    policy = Policy.build(dict(config.capabilities.implies), dict(config.principals))
+    policy = Policy.build(dict(config.capabilities.implies), principals_of(config))
     config_file = device.paths.config_file
     try:
         parts.serial = SerialPorts(line_settings(config))
@@ -206,7 +207,8 @@ def build_parts(config: Config, device: Device, view: api.context.AgentView) -> 
     except ConfigError as exc:
         raise ConfigError([f"{config_file}: {i}" for i in exc.issues]) from exc
     if config.sensors:
-        parts.sensors = SensorsService(config.sensors, state_dir=state_dir)
+        feed = ReactorFeed(parts.reactors) if parts.reactors is not None else None
+        parts.sensors = SensorsService(config.sensors, state_dir=state_dir, sink=feed)
     return parts
 
 

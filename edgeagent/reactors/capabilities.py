@@ -33,7 +33,7 @@ WILDCARD = "*"
 MAX_CAPABILITY_LENGTH = 255
 
 #: The kinds of prefixed principal names and what the text after the colon must look like.
-PRINCIPAL_KINDS = ("mqtt", "peer", "schedule", "reactor")
+PRINCIPAL_KINDS = ("mqtt", "peer", "schedule", "reactor", "sensor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +160,10 @@ def principal_problem(text: object) -> str | None:
         if _CLUSTER.match(rest):
             return None
         return f"principal {text!r}: after 'peer:' comes a mesh cluster name (a-z 0-9 _ -)"
+    if kind == "sensor":
+        if _SENSOR_ID.match(rest):
+            return None
+        return f"principal {text!r}: after 'sensor:' comes a sensor id (a-z 0-9 _ -)"
     if _REACTOR_ID.match(rest):
         return None
     return (
@@ -298,6 +302,7 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 _PLAIN_PRINCIPAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _CLUSTER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # as the mesh config's cluster names
 _REACTOR_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_SENSOR_ID = re.compile(r"^[a-z0-9_-]{1,63}$")
 _ALLOWED = Decision(True)
 
 

@@ -461,6 +461,11 @@ class Dispatcher(Generic[Slot]):
             for name, targets in sorted(self._routes.items())
         }
 
+    def takes(self, name: str) -> bool:
+        """Whether a running reactor takes ``name`` now (a sender with nothing to say to
+        anyone, a sensor's reading, skips the whole way in)."""
+        return bool(self._routes.get(name))
+
     def route(self, name: str) -> list[tuple[Slot, str]]:
         """The (reactor, verb) targets of ``name``; ``IntentError`` saying why there are none."""
         targets = self._routes.get(name)

@@ -154,11 +154,35 @@ class ReactorNode:
         return self.config.overflow != "block"
 
 
+def principals_of(config: Config) -> dict[str, list[str]]:
+    """The configured principals, plus what subscribing to a sensor's readings grants.
+
+    A reactor that subscribes to ``sensor.<id>`` or ``sensor.<id>.<field>`` of a configured
+    sensor lets ``sensor:<id>`` send it: what the subscription requires (``requires`` for the
+    name, else ``<reactor>:<verb>``) is added to that principal's grants. The subscription
+    is the user saying "this reactor takes that reading", so no second grant is needed.
+    """
+    principals = {name: list(grants) for name, grants in config.principals}
+    sensors = {sensor.id for sensor in config.sensors}
+    for reactor in config.reactors:
+        requires = dict(reactor.requires)
+        for name, verb in reactor.subscribe:
+            kind, _, rest = name.partition(".")
+            sensor = rest.split(".", 1)[0]
+            if kind != "sensor" or sensor not in sensors:
+                continue
+            grants = principals.setdefault(f"sensor:{sensor}", [])
+            for capability in requires.get(name, (f"{reactor.id}:{verb}",)):
+                if capability not in grants:
+                    grants.append(capability)
+    return principals
+
+
 class WiringGraph:
     """Principals, intents and reactors with the edges between them (see the module doc)."""
 
     def __init__(self, config: Config, types: TypeLookup = find_type) -> None:
-        self.policy = Policy.build(dict(config.capabilities.implies), dict(config.principals))
+        self.policy = Policy.build(dict(config.capabilities.implies), principals_of(config))
         self.findings: list[Diagnostic] = []  # found while building: types, options, verbs
         self.reactors: dict[str, ReactorNode] = {}
         for index, reactor in enumerate(config.reactors):

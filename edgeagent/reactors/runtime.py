@@ -430,6 +430,10 @@ class ReactorRuntime(TaskOwner):
             for host, verb, checked in admitted
         ]
 
+    def takes(self, name: str) -> bool:
+        """Whether some running reactor takes intent ``name`` (see ``Dispatcher.takes``)."""
+        return self._dispatch.takes(name)
+
     def reactors(self) -> list[dict[str, Any]]:
         return [host.describe() for host in self._hosts.values()]
 

@@ -152,10 +152,11 @@ def field_payloads(
     reading: Reading, fields: Mapping[str, FieldSpec]
 ) -> list[tuple[str, dict[str, Any]]]:
     """Intent ``sensor.<id>.<field>`` per field: ``{value, unit, ts}``."""
-    return [
-        (
-            f"sensor.{reading.sensor}.{name}",
-            {"value": value, "unit": fields.get(name, FieldSpec()).unit, "ts": reading.ts},
-        )
-        for name, value in reading.values.items()
-    ]
+    out = []
+    for name, value in reading.values.items():
+        payload: dict[str, Any] = {"value": value, "ts": reading.ts}
+        unit = fields.get(name, FieldSpec()).unit
+        if unit is not None:
+            payload["unit"] = unit
+        out.append((f"sensor.{reading.sensor}.{name}", payload))
+    return out

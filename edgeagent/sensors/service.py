@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ from edgeagent.errors import TransportError
 from edgeagent.resource import Backoff, Number, TaskOwner
 from edgeagent.sensors.filters import FilterChain
 from edgeagent.sensors.framing import build_framer
-from edgeagent.sensors.model import ParseError, Reading
+from edgeagent.sensors.model import FieldSpec, ParseError, Reading
 from edgeagent.sensors.parsers import Parser, build_parser
 from edgeagent.sensors.pipeline import Pipeline, SensorState, reading_payload
 from edgeagent.sensors.simulated import DEFAULT_FIELDS, SimulatedSensor
@@ -62,9 +62,13 @@ REOPEN_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 
 
 class ReadingSink(Protocol):
-    """Where readings go besides ``last`` and the watchers (the reactors)."""
+    """Where readings go besides ``last`` and the watchers (the reactors: ``feed``)."""
 
-    async def reading(self, sensor: SensorConfig, reading: Reading) -> None: ...
+    async def reading(
+        self, sensor: str, fields: Mapping[str, FieldSpec], reading: Reading
+    ) -> None: ...
+
+    def counters(self) -> Mapping[str, Number]: ...
 
 
 class SensorRunner:
@@ -195,6 +199,8 @@ class SensorsService(TaskOwner):
             "dropped": sum(r.pipeline.stats.dropped_total for r in runners),
             "reopens": sum(r.pipeline.stats.reopens for r in runners),
         }
+        if self._sink is not None:
+            counters.update(self._sink.counters())
         return counters
 
     def detail(self) -> dict[str, Any]:
@@ -340,7 +346,7 @@ class SensorsService(TaskOwner):
         event, self._new_reading = self._new_reading, asyncio.Event()
         event.set()  # wakes every waiting watcher; later ones wait on the new event
         if self._sink is not None:
-            await self._sink.reading(runner.config, reading)
+            await self._sink.reading(runner.config.id, runner.pipeline.fields, reading)
 
 
 _PARITY = {"none": serial.PARITY_NONE, "even": serial.PARITY_EVEN, "odd": serial.PARITY_ODD}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -90,3 +91,60 @@ def test_a_serial_sensor_on_a_pty_is_listed_with_its_counts(lab: Lab, tmp_path: 
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_pty_sensor_drives_a_threshold_that_switches_an_actuator(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Closing the loop with no glue: a reading over the threshold makes the actuator write
+    to another serial device, and the command is seen on its far end."""
+    sensor_master, sensor_slave = os.openpty()
+    fan_master, fan_slave = os.openpty()
+    try:
+        lab.add_lan("lan")
+        device = lab.add_device("dev", [("lan", "10.77.46.1")])
+        config = device_config("edge-loop")
+        config["dns_bridge"]["enabled"] = False
+        config["sensors"] = [
+            {"id": "air", "platform": "serial", "port": os.ttyname(sensor_slave),
+             "parser": "json", "fields": {"pm25": {"unit": "µg/m³"}}},
+        ]  # fmt: skip
+        config["reactors"] = [
+            {"id": "pm_alarm", "type": "threshold",
+             "subscribe": {"sensor.air.pm25": "reading"},
+             "options": {"high": 35, "low": 25,
+                         "on_alarm": {"intent": "fan.write", "payload": {"data": "FAN ON"}},
+                         "on_clear": {"intent": "fan.write", "payload": {"data": "FAN OFF"}}}},
+            {"id": "fan", "type": "actuator", "options": {"device": os.ttyname(fan_slave)}},
+        ]  # fmt: skip
+        config["principals"] = {"reactor:pm_alarm": ["fan:write"]}
+        agent = start_agent(device, tmp_path / "dev", config)
+        wait_until(
+            lambda: json.loads(agent.cli("sensors", "--json").stdout)[0]["state"] == "open",
+            15, "the sensor's port to open",
+        )  # fmt: skip
+        for value in (12, 40, 41, 20):
+            os.write(sensor_master, json.dumps({"pm25": value}).encode() + b"\n")
+            time.sleep(0.2)
+        received = b""
+        deadline = time.monotonic() + 10
+        while received.count(b"\n") < 2 and time.monotonic() < deadline:
+            ready, _, _ = select.select([fan_master], [], [], 0.2)
+            if ready:
+                received += os.read(fan_master, 256)
+        assert received == b"FAN ON\nFAN OFF\n"
+        shown = agent.call("reactors.show", {"id": "pm_alarm"})
+        assert shown["reactor_state"]["alarm"] is False
+        assert shown["reactor_state"]["last"] == 20
+        journal = agent.call("journal.tail", {"after": 0, "limit": 100})["entries"]
+        readings = [e for e in journal if e["name"] == "sensor.air.pm25"]
+        assert [e["payload"]["value"] for e in readings] == [12, 40, 41, 20]
+        assert {e["principal"] for e in readings} == {"sensor:air"}
+        # sensor.air itself is taken by no reactor: never journaled
+        assert not [e for e in journal if e["name"] == "sensor.air"]
+        counters = json.loads(agent.cli("status", "--json").stdout)["parts"]["sensors"]["counters"]
+        assert counters["intents_sent"] == 4
+        assert counters["intents_refused"] == 0
+    finally:
+        for fd in (sensor_master, sensor_slave, fan_master, fan_slave):
+            os.close(fd)

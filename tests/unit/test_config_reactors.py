@@ -376,7 +376,7 @@ ERROR_CASES = [
           mqt:kitchen: [admin]
         """,
         "E:2: principals.mqt:kitchen: principal 'mqt:kitchen': unknown kind 'mqt'; prefixed "
-        "names are mqtt:<...>, peer:<...>, schedule:<...>, reactor:<...> "
+        "names are mqtt:<...>, peer:<...>, schedule:<...>, reactor:<...>, sensor:<...> "
         "(did you mean 'mqtt:kitchen'?)",
     ),
     (

@@ -75,5 +75,5 @@ def test_payloads_of_the_reading_intents() -> None:
         "fields": {"pm25": {"value": 12, "unit": "µg/m³"}},
     }
     assert field_payloads(reading, PM) == [
-        ("sensor.air.pm25", {"value": 12, "unit": "µg/m³", "ts": 1700000000.5})
+        ("sensor.air.pm25", {"value": 12, "ts": 1700000000.5, "unit": "µg/m³"})
     ]

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from edgeagent.errors import PayloadError
+from edgeagent.reactors.builtin.threshold import READING
 from edgeagent.reactors.model import Effect, Emit, Intent, State, check_intent_name, no_such_verb
 from edgeagent.reactors.schema import Field, Schema
 
@@ -50,9 +51,7 @@ class Window:
     """Aggregates the readings of the last ``seconds``."""
 
     name = "window"
-    verbs: Mapping[str, Schema] = MappingProxyType(
-        {"reading": Schema((Field("value", "number", required=True, doc="the reading"),))}
-    )
+    verbs: Mapping[str, Schema] = MappingProxyType({"reading": READING})
     options = Schema(
         (
             Field("seconds", "number", default=60, doc="window length in seconds (> 0)"),

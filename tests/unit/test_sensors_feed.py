@@ -1,0 +1,127 @@
+"""Readings into the reactors: what becomes an intent, for whom, and what a subscription grants;
+the threshold's ``{intent, payload}`` actions that switch an actuator directly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import MappingProxyType
+
+import pytest
+
+from edgeagent.config.loader import load_config
+from edgeagent.errors import IntentError, PayloadError
+from edgeagent.identity import DeviceIdentity
+from edgeagent.reactors.builtin.threshold import THRESHOLD
+from edgeagent.reactors.capabilities import Policy, principal_problem
+from edgeagent.reactors.dispatch import Delivery, Receipt, Submission
+from edgeagent.reactors.graph import principals_of
+from edgeagent.reactors.model import Context, Emit, Intent
+from edgeagent.sensors.feed import ReactorFeed
+from edgeagent.sensors.model import FieldSpec, Reading
+
+PM = MappingProxyType({"pm25": FieldSpec("µg/m³"), "rh": FieldSpec()})
+
+
+class Reactors:
+    """Takes the names given; accepts everything but ``refuse``."""
+
+    def __init__(self, takes: set[str], refuse: str = "") -> None:
+        self.taken = takes
+        self.refuse = refuse
+        self.sent: list[Submission] = []
+
+    def takes(self, name: str) -> bool:
+        return name in self.taken
+
+    async def submit_many(self, items: Sequence[Submission]) -> list[Receipt | IntentError]:
+        self.sent.extend(items)
+        return [
+            IntentError("no") if i.name == self.refuse
+            else Receipt(i.name, "t", (Delivery("r", n + 1),))
+            for n, i in enumerate(items)
+        ]  # fmt: skip
+
+
+async def test_only_names_a_reactor_takes_become_intents_as_the_sensor() -> None:
+    reactors = Reactors({"sensor.air.pm25"})
+    feed = ReactorFeed(reactors)
+    await feed.reading("air", PM, Reading("air", 100.0, {"pm25": 12, "rh": 40}))
+    (sent,) = reactors.sent
+    assert sent == Submission(
+        "sensor.air.pm25", {"value": 12, "ts": 100.0, "unit": "µg/m³"},
+        principal="sensor:air", source="sensor",
+    )  # fmt: skip
+    await ReactorFeed(nobody := Reactors(set())).reading("air", PM, Reading("air", 1.0, {"rh": 1}))
+    assert nobody.sent == []
+
+
+async def test_the_whole_reading_and_counts() -> None:
+    reactors = Reactors({"sensor.air", "sensor.air.rh"}, refuse="sensor.air.rh")
+    feed = ReactorFeed(reactors)
+    await feed.reading("air", PM, Reading("air", 5.0, {"pm25": 3, "rh": 50}))
+    await feed.reading("air", PM, Reading("air", 6.0, {"pm25": 4}))
+    whole = reactors.sent[0]
+    assert whole.name == "sensor.air"
+    assert whole.payload == {
+        "ts": 5.0,
+        "fields": {"pm25": {"value": 3, "unit": "µg/m³"}, "rh": {"value": 50, "unit": None}},
+    }
+    assert feed.counters() == {"intents_sent": 2, "readings_untaken": 0, "intents_refused": 1}
+
+
+def test_a_subscription_to_a_sensor_reading_is_its_grant(tmp_path: object) -> None:
+    config = load_config(
+        None,
+        identity=DeviceIdentity("2e6d"),
+        overrides={
+            "sensors": [{"id": "air", "platform": "simulated", "fields": {"pm25": None}}],
+            "reactors": [
+                {"id": "alarm", "type": "threshold", "subscribe": {"sensor.air.pm25": "reading"},
+                 "options": {"high": 30}},
+                {"id": "avg", "type": "window", "subscribe": {"sensor.air.pm25": "reading"},
+                 "requires": {"sensor.air.pm25": ["air:feed"]}, "options": {"seconds": 60}},
+                {"id": "ghost", "type": "threshold", "subscribe": {"sensor.none.x": "reading"},
+                 "options": {"high": 1}},
+            ],
+        },
+    )  # fmt: skip
+    principals = principals_of(config)
+    assert principals["sensor:air"] == ["alarm:reading", "air:feed"]
+    assert "sensor:none" not in principals  # no such sensor: nothing granted
+    policy = Policy.build({}, principals)
+    assert policy.decide("sensor:air", ["alarm:reading"]).allowed
+    assert not policy.decide("sensor:air", ["counter:increment"]).allowed
+
+
+def test_sensor_principal_names() -> None:
+    assert principal_problem("sensor:air") is None
+    assert principal_problem("sensor:Air Q") is not None
+
+
+def _reading(value: float) -> Intent:
+    context = Context(principal="sensor:air", source="sensor", trace_id="t", at=1.0)
+    return Intent("sensor.air.pm25", {"value": value, "unit": "µg/m³", "ts": 1.0}, context)
+
+
+def test_threshold_actions_send_a_given_payload_or_the_value() -> None:
+    options = THRESHOLD.options.validate(
+        {"high": 35, "low": 25,
+         "on_alarm": {"intent": "fan.write", "payload": {"data": "FAN ON"}},
+         "on_clear": "fan.clear"},
+        path="options",
+    )  # fmt: skip
+    assert THRESHOLD.emits(options) == ["fan.write", "fan.clear"]
+    state = THRESHOLD.initial_state(options)
+    state, effects = THRESHOLD.handle(state, "reading", _reading(40), options)
+    assert effects == [Emit("fan.write", {"data": "FAN ON"})]
+    state, effects = THRESHOLD.handle(state, "reading", _reading(20), options)
+    assert effects == [Emit("fan.clear", {"value": 20})]
+
+
+@pytest.mark.parametrize(
+    "action",
+    [{"payload": {}}, {"intent": "fan.write", "payload": "x"}, {"intent": "no good"}, 3],
+)
+def test_threshold_refuses_malformed_actions(action: object) -> None:
+    with pytest.raises(PayloadError):
+        THRESHOLD.options.validate({"high": 1, "on_alarm": action}, path="options")
