@@ -52,6 +52,7 @@ from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.model import ReactorType, check_intent_name, merge_devices, resolve_name
 from edgeagent.reactors.registry import ReactorTypeError, find_type
 from edgeagent.reactors.schema import did_you_mean
+from edgeagent.sensors.fields import known_fields
 
 log = logging.getLogger("edgeagent.reactors")
 
@@ -73,6 +74,8 @@ CODES: Mapping[str, tuple[str, str]] = {
                        "is drop-oldest or reject (it loses intents instead of deadlocking)"),
     "device-conflict": ("error", "reactors write to one serial device with different line "
                                  "settings (the agent refuses to start)"),
+    "unknown-sensor": ("error", "a reactor subscribes to a sensor or a sensor field that no "
+                                "configured sensor has"),
 }  # fmt: skip
 
 
@@ -333,6 +336,7 @@ def check_graph(config: Config, types: TypeLookup = find_type) -> list[Diagnosti
         found.extend(_unholdable(graph, node))
     found.extend(_unreachable(graph))
     found.extend(_device_conflicts(graph))
+    found.extend(_sensor_subscriptions(config, graph))
     found.extend(_cycles(graph))
     order = {node.path: node.index for node in graph.reactors.values()}
     # Stable: keeps the order found within a reactor; loops come last.
@@ -582,6 +586,39 @@ def _emission_problems(graph: WiringGraph, node: ReactorNode) -> list[Diagnostic
                         path,
                     )
                 )
+    return found
+
+
+def _sensor_subscriptions(config: Config, graph: WiringGraph) -> list[Diagnostic]:
+    """``sensor.<id>.<field>`` subscriptions that no configured sensor can satisfy, and
+    ``sensor.<id>`` ones naming a configured sensor's field that it cannot produce."""
+    sensors = {sensor.id: sensor for sensor in config.sensors}
+    found: list[Diagnostic] = []
+    for node in graph.reactors.values():
+        for name, _ in node.config.subscribe:
+            kind, _, rest = name.partition(".")
+            if kind != "sensor":
+                continue
+            ident, _, field = rest.partition(".")
+            path = f"{node.path}.subscribe.{name}"
+            sensor = sensors.get(ident)
+            if sensor is None and not field:
+                continue  # `sensor.<name>` may come from elsewhere (an MQTT bridge, the CLI)
+            if sensor is None:
+                known = ", ".join(sorted(sensors)) or "none"
+                message = (
+                    f"no sensor {ident!r}{did_you_mean(ident, sorted(sensors))}; sensors: {known}"
+                )
+                found.append(Diagnostic("unknown-sensor", "error", message, path))
+                continue
+            fields = known_fields(sensor)
+            if field and fields is not None and field not in fields:
+                listed = sorted(fields)
+                hint = did_you_mean(field, listed)
+                message = f"sensor {ident!r} has no field {field!r}{hint}; its fields: " + (
+                    ", ".join(listed)
+                )
+                found.append(Diagnostic("unknown-sensor", "error", message, path))
     return found
 
 

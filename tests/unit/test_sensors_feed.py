@@ -125,3 +125,34 @@ def test_threshold_actions_send_a_given_payload_or_the_value() -> None:
 def test_threshold_refuses_malformed_actions(action: object) -> None:
     with pytest.raises(PayloadError):
         THRESHOLD.options.validate({"high": 1, "on_alarm": action}, path="options")
+
+
+def test_check_refuses_subscriptions_no_sensor_can_satisfy() -> None:
+    from edgeagent.reactors.graph import check_graph
+
+    config = load_config(
+        None,
+        identity=DeviceIdentity("2e6d"),
+        overrides={
+            "sensors": [
+                {"id": "air", "platform": "serial", "port": "/dev/x", "parser": "json",
+                 "fields": {"pm25": None}},
+                {"id": "gps", "platform": "serial", "port": "/dev/y", "parser": "nmea"},
+                {"id": "free", "platform": "serial", "port": "/dev/z", "parser": "json"},
+            ],
+            "reactors": [
+                {"id": "a", "type": "threshold", "options": {"high": 1},
+                 "subscribe": {"sensor.air.pm10": "reading", "sensor.air.pm25": "reading"}},
+                {"id": "b", "type": "threshold", "options": {"high": 1},
+                 "subscribe": {"sensor.gsp.lat": "reading", "sensor.gps.alt": "reading",
+                               "sensor.free.anything": "reading"}},
+            ],
+        },
+    )  # fmt: skip
+    found = [d.format() for d in check_graph(config) if d.code == "unknown-sensor"]
+    assert found == [
+        "error[unknown-sensor] reactors[id=a].subscribe.sensor.air.pm10: sensor 'air' has no "
+        "field 'pm10' (did you mean 'pm25'?); its fields: pm25",
+        "error[unknown-sensor] reactors[id=b].subscribe.sensor.gsp.lat: no sensor 'gsp' "
+        "(did you mean 'gps'?); sensors: air, free, gps",
+    ]
