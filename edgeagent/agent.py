@@ -207,7 +207,8 @@ def build_parts(config: Config, device: Device, view: api.context.AgentView) -> 
     except ConfigError as exc:
         raise ConfigError([f"{config_file}: {i}" for i in exc.issues]) from exc
     if config.sensors:
-        feed = ReactorFeed(parts.reactors) if parts.reactors is not None else None
+        window = config.journal.readings_commit_within
+        feed = ReactorFeed(parts.reactors, durable_within=window) if parts.reactors else None
         parts.sensors = SensorsService(config.sensors, state_dir=state_dir, sink=feed)
     return parts
 

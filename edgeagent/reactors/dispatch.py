@@ -81,7 +81,11 @@ Item = TypeVar("Item")  # what the adapter keeps per admitted intent (the intent
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """One intent offered to ``ReactorRuntime.submit_many`` (``submit`` takes the same)."""
+    """One intent offered to ``ReactorRuntime.submit_many`` (``submit`` takes the same).
+
+    ``durable_within``: seconds the intent may wait in the mailbox before it is journaled,
+    so that intents that are not commands (sensor readings) share one commit instead of
+    costing one each (``hold_for``); 0 journals it with the next batch."""
 
     name: str
     payload: Mapping[str, Any]
@@ -89,6 +93,7 @@ class Submission:
     source: str
     trace_id: str | None = None
     idempotency_key: str | None = None
+    durable_within: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +179,20 @@ class MailboxStats:
     dropped: int = 0
     blocked: int = 0
     peak: int = 0
+
+
+def hold_for(now: float, deadlines: Iterable[float | None], waiting: int, limit: int) -> float:
+    """How long a reactor waits before journaling what is in its mailbox: until the earliest
+    ``durable_within`` deadline of what waits (``None``: an intent that may not wait, so
+    nothing does), and not at all once a full batch (``limit``) is waiting. Pure."""
+    if waiting >= limit:
+        return 0.0
+    earliest = None
+    for deadline in deadlines:
+        if deadline is None:
+            return 0.0
+        earliest = deadline if earliest is None else min(earliest, deadline)
+    return 0.0 if earliest is None else max(0.0, earliest - now)
 
 
 class Mailbox(Generic[Item]):

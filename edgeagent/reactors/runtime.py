@@ -73,6 +73,7 @@ from edgeagent.reactors.dispatch import (
     Mailbox,
     ReactorSlot,
     TimerQueue,
+    hold_for,
 )
 from edgeagent.reactors.dispatch import Receipt as Receipt
 from edgeagent.reactors.dispatch import RestartPolicy as RestartPolicy
@@ -131,6 +132,7 @@ class _Pending:
     intent: Intent
     verb: str
     future: asyncio.Future[Delivery]
+    hold_until: float | None = None  # monotonic; None: journal with the next batch
 
 
 class TraceIds:
@@ -371,6 +373,31 @@ class ReactorRuntime(TaskOwner):
             raise
         return Receipt(name, trace, tuple([await delivery for delivery in deliveries]))
 
+    def post_many(
+        self,
+        items: Sequence[Submission],
+        done: Callable[[Submission, IntentError | None], None],
+    ) -> None:
+        """Admit ``items`` now and return without waiting for them to be journaled and
+        applied; ``done(item, error)`` is called for each when it is (``error`` None) or when
+        it is refused. For senders that need no acknowledgement (sensor readings)."""
+        denied: list[tuple[Submission, Denial]] = []
+        for item in items:
+            try:
+                _, deliveries = self._begin(item, None)
+            except Denial as denial:
+                denied.append((item, denial))
+                done(item, denial)
+                continue
+            except IntentError as exc:
+                done(item, exc)
+                continue
+            for future in deliveries:
+                future.add_done_callback(partial(_posted, item, done))
+        for item, refused in denied:
+            self.spawn(self._deny(item.name, item.principal, refused.trace, refused.reason),
+                       "audit", isolated=True)  # fmt: skip
+
     async def submit_many(self, items: Sequence[Submission]) -> list[Receipt | IntentError]:
         """``submit`` for a batch, in order, answered per item (an error is returned, not
         raised): all are admitted before any is awaited, so a stream's batch costs one pass
@@ -413,6 +440,7 @@ class ReactorRuntime(TaskOwner):
             name, targets, item.payload, principal=item.principal, sender=sender, trace=trace
         )
         at = self._clock()
+        hold = time.monotonic() + item.durable_within if item.durable_within > 0 else None
         return trace, [
             self._admit(
                 host,
@@ -426,6 +454,7 @@ class ReactorRuntime(TaskOwner):
                     idempotency_key=item.idempotency_key,
                 ),
                 verb,
+                hold,
             )
             for host, verb, checked in admitted
         ]
@@ -473,9 +502,11 @@ class ReactorRuntime(TaskOwner):
         return host.describe()
 
     # -- admission -----------------------------------------------------------------------------
-    def _admit(self, host: ReactorHost, intent: Intent, verb: str) -> asyncio.Future[Delivery]:
+    def _admit(
+        self, host: ReactorHost, intent: Intent, verb: str, hold_until: float | None = None
+    ) -> asyncio.Future[Delivery]:
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        offered = host.mailbox.offer(_Pending(intent, verb, future))
+        offered = host.mailbox.offer(_Pending(intent, verb, future, hold_until))
         admission = offered.admission
         if admission is Admission.REJECTED:
             self._note(host, "mailbox_full", intent.context.trace_id, policy=host.config.overflow)
@@ -588,6 +619,14 @@ class ReactorRuntime(TaskOwner):
             await host.wakeup.wait()
             host.wakeup.clear()
             while mailbox.waiting and host.lifecycle is LifecycleState.RUNNING:
+                wait = hold_for(time.monotonic(), (p.hold_until for p in mailbox.waiting),
+                                len(mailbox.waiting), self._max_batch)  # fmt: skip
+                if wait > 0:  # readings only: let more join this commit (one fsync for all)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await host.wakeup.wait()
+                    host.wakeup.clear()
+                    continue
                 taken = mailbox.take(self._max_batch)
                 if taken.moved:
                     host.wakeup.set()
@@ -891,3 +930,16 @@ def _replayed_intent(entry: Entry) -> Intent:
 
 def _asdict(stats: Any) -> dict[str, int]:
     return {name: getattr(stats, name) for name in stats.__slots__}
+
+
+def _posted(
+    item: Submission,
+    done: Callable[[Submission, IntentError | None], None],
+    future: asyncio.Future[Delivery],
+) -> None:
+    if future.cancelled():
+        done(item, _stopped("the reactor runtime stopped before it was journaled"))
+        return
+    error = future.exception()
+    done(item, error if isinstance(error, IntentError) or error is None
+         else IntentError(f"not applied: {error!r}"))  # fmt: skip

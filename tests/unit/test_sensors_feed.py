@@ -3,7 +3,7 @@ the threshold's ``{intent, payload}`` actions that switch an actuator directly."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
 import pytest
@@ -13,33 +13,40 @@ from edgeagent.errors import IntentError, PayloadError
 from edgeagent.identity import DeviceIdentity
 from edgeagent.reactors.builtin.threshold import THRESHOLD
 from edgeagent.reactors.capabilities import Policy, principal_problem
-from edgeagent.reactors.dispatch import Delivery, Receipt, Submission
+from edgeagent.reactors.dispatch import Submission, hold_for
 from edgeagent.reactors.graph import principals_of
 from edgeagent.reactors.model import Context, Emit, Intent
-from edgeagent.sensors.feed import ReactorFeed
+from edgeagent.sensors.feed import MAX_IN_FLIGHT, ReactorFeed
 from edgeagent.sensors.model import FieldSpec, Reading
 
 PM = MappingProxyType({"pm25": FieldSpec("µg/m³"), "rh": FieldSpec()})
 
 
 class Reactors:
-    """Takes the names given; accepts everything but ``refuse``."""
+    """Takes the names given; accepts everything but ``refuse``, answering when told."""
 
     def __init__(self, takes: set[str], refuse: str = "") -> None:
         self.taken = takes
         self.refuse = refuse
         self.sent: list[Submission] = []
+        self.pending: list[tuple[Submission, Callable[[Submission, IntentError | None], None]]]
+        self.pending = []
 
     def takes(self, name: str) -> bool:
         return name in self.taken
 
-    async def submit_many(self, items: Sequence[Submission]) -> list[Receipt | IntentError]:
+    def post_many(
+        self,
+        items: Sequence[Submission],
+        done: Callable[[Submission, IntentError | None], None],
+    ) -> None:
         self.sent.extend(items)
-        return [
-            IntentError("no") if i.name == self.refuse
-            else Receipt(i.name, "t", (Delivery("r", n + 1),))
-            for n, i in enumerate(items)
-        ]  # fmt: skip
+        self.pending.extend((item, done) for item in items)
+
+    def settle(self) -> None:
+        for item, done in self.pending:
+            done(item, IntentError("no") if item.name == self.refuse else None)
+        self.pending.clear()
 
 
 async def test_only_names_a_reactor_takes_become_intents_as_the_sensor() -> None:
@@ -49,7 +56,7 @@ async def test_only_names_a_reactor_takes_become_intents_as_the_sensor() -> None
     (sent,) = reactors.sent
     assert sent == Submission(
         "sensor.air.pm25", {"value": 12, "ts": 100.0, "unit": "µg/m³"},
-        principal="sensor:air", source="sensor",
+        principal="sensor:air", source="sensor", durable_within=0.0,
     )  # fmt: skip
     await ReactorFeed(nobody := Reactors(set())).reading("air", PM, Reading("air", 1.0, {"rh": 1}))
     assert nobody.sent == []
@@ -57,16 +64,47 @@ async def test_only_names_a_reactor_takes_become_intents_as_the_sensor() -> None
 
 async def test_the_whole_reading_and_counts() -> None:
     reactors = Reactors({"sensor.air", "sensor.air.rh"}, refuse="sensor.air.rh")
-    feed = ReactorFeed(reactors)
+    feed = ReactorFeed(reactors, durable_within=2.0)
     await feed.reading("air", PM, Reading("air", 5.0, {"pm25": 3, "rh": 50}))
     await feed.reading("air", PM, Reading("air", 6.0, {"pm25": 4}))
+    assert feed.counters()["intents_in_flight"] == 3
+    assert {item.durable_within for item in reactors.sent} == {2.0}
+    reactors.settle()
     whole = reactors.sent[0]
     assert whole.name == "sensor.air"
     assert whole.payload == {
         "ts": 5.0,
         "fields": {"pm25": {"value": 3, "unit": "µg/m³"}, "rh": {"value": 50, "unit": None}},
     }
-    assert feed.counters() == {"intents_sent": 2, "readings_untaken": 0, "intents_refused": 1}
+    assert feed.counters() == {
+        "intents_sent": 2, "readings_untaken": 0, "intents_refused": 1,
+        "readings_dropped_busy": 0, "intents_in_flight": 0,
+    }  # fmt: skip
+
+
+async def test_too_many_in_flight_drops_the_reading_and_counts_it() -> None:
+    reactors = Reactors({"sensor.air.pm25"})
+    feed = ReactorFeed(reactors)
+    for n in range(MAX_IN_FLIGHT + 3):
+        await feed.reading("air", PM, Reading("air", float(n), {"pm25": n}))
+    assert feed.counters()["intents_in_flight"] == MAX_IN_FLIGHT
+    assert feed.counters()["readings_dropped_busy"] == 3
+    reactors.settle()
+    assert feed.counters()["intents_sent"] == MAX_IN_FLIGHT
+
+
+@pytest.mark.parametrize(
+    ("deadlines", "waiting", "expected"),
+    [
+        ([], 0, 0.0),
+        ([12.0, 11.0], 2, 1.0),  # the earliest deadline decides
+        ([12.0, None], 2, 0.0),  # a command in the mailbox: nothing waits
+        ([9.0], 1, 0.0),  # overdue
+        ([15.0], 4, 0.0),  # a full batch goes at once
+    ],
+)
+def test_hold_for(deadlines: list[float | None], waiting: int, expected: float) -> None:
+    assert hold_for(10.0, deadlines, waiting, 4) == expected
 
 
 def test_a_subscription_to_a_sensor_reading_is_its_grant(tmp_path: object) -> None:
