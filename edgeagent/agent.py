@@ -209,7 +209,9 @@ def build_parts(config: Config, device: Device, view: api.context.AgentView) -> 
     if config.sensors:
         window = config.journal.readings_commit_within
         feed = ReactorFeed(parts.reactors, durable_within=window) if parts.reactors else None
-        parts.sensors = SensorsService(config.sensors, state_dir=state_dir, sink=feed)
+        parts.sensors = SensorsService(
+            config.sensors, state_dir=state_dir, sink=feed, ports=parts.serial
+        )
     return parts
 
 

@@ -52,7 +52,7 @@ from edgeagent.reactors.capabilities import Policy
 from edgeagent.reactors.model import ReactorType, check_intent_name, merge_devices, resolve_name
 from edgeagent.reactors.registry import ReactorTypeError, find_type
 from edgeagent.reactors.schema import did_you_mean
-from edgeagent.sensors.fields import known_fields
+from edgeagent.sensors.fields import known_fields, line_settings_of
 
 log = logging.getLogger("edgeagent.reactors")
 
@@ -185,6 +185,7 @@ class WiringGraph:
     """Principals, intents and reactors with the edges between them (see the module doc)."""
 
     def __init__(self, config: Config, types: TypeLookup = find_type) -> None:
+        self.config = config
         self.policy = Policy.build(dict(config.capabilities.implies), principals_of(config))
         self.findings: list[Diagnostic] = []  # found while building: types, options, verbs
         self.reactors: dict[str, ReactorNode] = {}
@@ -349,12 +350,14 @@ def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
 
 def line_settings(config: Config, types: TypeLookup = find_type) -> dict[str, dict[str, Any]]:
     """Device -> line settings from the reactors that write to serial devices (the type's
-    ``devices``: an actuator's ``baudrate``), for ``serial.ports.SerialPorts``. ``ConfigError``
+    ``devices``: an actuator's ``baudrate``) and the serial sensors that read them, for
+    ``serial.ports.SerialPorts``. ``ConfigError``
     when two disagree on one device, as ``edgeagent check`` reports it (``device-conflict``)."""
     graph = build_graph(config, types)
-    settings, conflicts = merge_devices(device_claims(graph.reactors.values()))
+    claims = [*device_claims(graph.reactors.values()), *sensor_claims(config)]
+    settings, conflicts = merge_devices(claims)
     if conflicts:
-        raise ConfigError([f"{reactor_path(reactor)}: {message}" for reactor, message in conflicts])
+        raise ConfigError([f"{_claimant_path(who)}: {message}" for who, message in conflicts])
     return settings
 
 
@@ -520,11 +523,33 @@ def _reactor_doc(graph: WiringGraph, node: ReactorNode) -> dict[str, Any]:
 
 
 def _device_conflicts(graph: WiringGraph) -> list[Diagnostic]:
-    _, conflicts = merge_devices(device_claims(graph.reactors.values()))
+    claims = [*device_claims(graph.reactors.values()), *sensor_claims(graph.config)]
+    _, conflicts = merge_devices(claims)
     return [
-        Diagnostic("device-conflict", "error", message, reactor_path(reactor))
-        for reactor, message in conflicts
+        Diagnostic("device-conflict", "error", message, _claimant_path(claimant))
+        for claimant, message in conflicts
     ]
+
+
+SENSOR_CLAIM = "sensor:"  # a claimant that is a sensor, not a reactor: "sensor:<id>"
+
+
+def sensor_claims(config: Config) -> list[tuple[str, Mapping[str, Mapping[str, Any]]]]:
+    """("sensor:<id>", {port: line settings}) of the serial sensors: a device both read by a
+    sensor and written by an actuator is one port, opened once, so they must agree
+    (``sensors.fields.line_settings_of``)."""
+    claims: list[tuple[str, Mapping[str, Mapping[str, Any]]]] = []
+    for sensor in config.sensors:
+        if sensor.platform != "serial" or sensor.port is None:
+            continue
+        claims.append((f"{SENSOR_CLAIM}{sensor.id}", {sensor.port: line_settings_of(sensor)}))
+    return claims
+
+
+def _claimant_path(claimant: str) -> str:
+    if claimant.startswith(SENSOR_CLAIM):
+        return f"sensors[{claimant[len(SENSOR_CLAIM) :]}]"
+    return reactor_path(claimant)
 
 
 def device_claims(

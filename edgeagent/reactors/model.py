@@ -412,8 +412,11 @@ def merge_devices(
             had = settings.setdefault(device, dict(wanted))
             owner = first.setdefault(device, reactor)
             if had != dict(wanted):
+                kind, _, name = (
+                    owner.rpartition(":") if owner.startswith("sensor:") else ("reactor", "", owner)
+                )
                 differs = ", ".join(
-                    f"{key} {wanted.get(key)!r} (reactor {owner!r}: {had.get(key)!r})"
+                    f"{key} {wanted.get(key)!r} ({kind} {name!r}: {had.get(key)!r})"
                     for key in sorted(set(had) | set(wanted))
                     if had.get(key) != wanted.get(key)
                 )

@@ -44,6 +44,7 @@ import serial
 from edgeagent.config.model import SensorConfig
 from edgeagent.errors import TransportError
 from edgeagent.resource import Backoff, Number, TaskOwner
+from edgeagent.sensors.fields import line_settings_of
 from edgeagent.sensors.filters import FilterChain
 from edgeagent.sensors.framing import build_framer
 from edgeagent.sensors.model import FieldSpec, ParseError, Reading
@@ -52,6 +53,7 @@ from edgeagent.sensors.pipeline import Pipeline, SensorState, reading_payload
 from edgeagent.sensors.simulated import DEFAULT_FIELDS, SimulatedSensor
 from edgeagent.sensors.system import METRICS, AvailabilityWatch
 from edgeagent.sensors.system_reader import read_metrics
+from edgeagent.serial.ports import SerialPorts
 
 log = logging.getLogger("edgeagent.sensors")
 
@@ -123,6 +125,7 @@ class SensorsService(TaskOwner):
         *,
         state_dir: Path,
         sink: ReadingSink | None = None,
+        ports: SerialPorts | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         root: Path = Path("/"),
@@ -132,6 +135,9 @@ class SensorsService(TaskOwner):
         self.runners = {config.id: SensorRunner(config) for config in sensors}
         self._state_dir = state_dir
         self._sink = sink
+        own = {c.port: line_settings_of(c) for c in sensors if c.platform == "serial" and c.port}
+        self._ports = ports if ports is not None else SerialPorts(own)
+        self._own_ports = ports is None
         self._clock = clock  # readings' times (seconds since the epoch)
         self._monotonic = monotonic  # filters and intervals: immune to clock steps
         self._root = root
@@ -155,6 +161,8 @@ class SensorsService(TaskOwner):
 
     async def close(self) -> None:
         await self.stop_tasks()
+        if self._own_ports:
+            await self._ports.close()
         for runner in self.runners.values():
             runner.state = SensorState.STOPPED
 
@@ -257,24 +265,17 @@ class SensorsService(TaskOwner):
             runner.state = SensorState.WAITING
             await self._wait(runner, DEVICE_POLL)
         try:
-            port = serial.Serial(
-                port=config.port,
-                baudrate=config.baud,
-                bytesize=config.data_bits,
-                parity=_PARITY[config.parity],
-                stopbits=config.stop_bits,
-                timeout=0,
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            runner.state, runner.error = SensorState.ERROR, _reason(exc)
-            raise TransportError(f"sensor {config.id}: cannot open {config.port}: "
-                                 f"{runner.error}") from exc  # fmt: skip
+            port = await self._ports.acquire(config.port)
+        except TransportError as exc:
+            runner.state, runner.error = SensorState.ERROR, str(exc)
+            raise
         runner.state, runner.error = SensorState.OPEN, None
         log.info("sensor %s: %s open at %d baud", config.id, config.port, config.baud)
         framer = build_framer(config.framing)
         readable = asyncio.Event()
         loop = asyncio.get_running_loop()
-        loop.add_reader(port.fileno(), readable.set)
+        fd = port.fileno()
+        loop.add_reader(fd, readable.set)
         try:
             while True:
                 await self._wait_event(runner, readable)
@@ -286,6 +287,9 @@ class SensorsService(TaskOwner):
                 except (serial.SerialException, OSError) as exc:
                     runner.pipeline.stats.reopens += 1
                     runner.state, runner.error = SensorState.ERROR, _reason(exc)
+                    # Unwatch before the close: a reused descriptor number must start clean.
+                    loop.remove_reader(fd)
+                    await self._ports.drop(config.port, port, runner.error)
                     raise TransportError(f"sensor {config.id}: reading {config.port} failed: "
                                          f"{runner.error}") from exc  # fmt: skip
                 before = dict(framer.dropped)
@@ -296,10 +300,8 @@ class SensorsService(TaskOwner):
                 for frame in frames:
                     await self._frame(runner, frame)
         finally:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(port.fileno())
-            with contextlib.suppress(serial.SerialException, OSError):
-                port.close()
+            # The port stays open: SerialPorts owns it (an actuator may write to it too).
+            loop.remove_reader(fd)
 
     async def _frame(self, runner: SensorRunner, frame: bytes) -> None:
         assert runner.parser is not None
@@ -347,9 +349,6 @@ class SensorsService(TaskOwner):
         event.set()  # wakes every waiting watcher; later ones wait on the new event
         if self._sink is not None:
             await self._sink.reading(runner.config.id, runner.pipeline.fields, reading)
-
-
-_PARITY = {"none": serial.PARITY_NONE, "even": serial.PARITY_EVEN, "odd": serial.PARITY_ODD}
 
 
 def _reason(exc: BaseException) -> str:

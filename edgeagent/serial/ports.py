@@ -1,4 +1,6 @@
-"""The serial ports reactors write to: the runtime's sink for ``SerialWrite`` effects.
+"""The serial ports reactors write to and sensors read: the runtime's sink for ``SerialWrite``
+effects, and the one owner of every open port (``acquire``), so a device both read by a
+sensor and written by an actuator is opened once, with one set of line settings.
 
 Theory of operation
 -------------------
@@ -59,6 +61,7 @@ class SerialPorts(AsyncResource):
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
         self._failing: dict[str, str] = {}  # device -> why its last write failed
+        self._read: set[str] = set()  # devices a sensor reads (acquire): it closes them
         self.writes = 0
         self.bytes_written = 0
         self.errors = 0
@@ -93,7 +96,9 @@ class SerialPorts(AsyncResource):
                 await asyncio.to_thread(_write_all, port, data)
             except (serial.SerialException, OSError, ValueError) as exc:
                 self.errors += 1
-                stale = self._ports.pop(device, None)
+                # A port a sensor reads is closed by that reader (``drop``), which has to
+                # stop watching its descriptor first; others are closed here.
+                stale = None if device in self._read else self._ports.pop(device, None)
                 if stale is not None:
                     await asyncio.to_thread(_close_quietly, stale)
                 reason = self._failing[device] = _reason(exc)
@@ -128,13 +133,55 @@ class SerialPorts(AsyncResource):
             detail["failing"] = dict(sorted(self._failing.items()))
         return Report(state, counters, detail)
 
+    async def acquire(self, device: str) -> serial.Serial:
+        """The open port for ``device`` (opened now if it is not), shared with every writer:
+        how a sensor reads a device an actuator writes to (one open, one set of settings).
+        ``TransportError`` when it cannot be opened."""
+        if self._closed:
+            raise TransportError(f"serial {device}: the agent is stopping")
+        lock = self._locks.setdefault(device, asyncio.Lock())
+        async with lock:
+            port = self._ports.get(device)
+            if port is None:
+                try:
+                    port = await asyncio.to_thread(self._open, device)
+                except (serial.SerialException, OSError, ValueError) as exc:
+                    self.errors += 1
+                    reason = self._failing[device] = _reason(exc)
+                    raise TransportError(f"serial {device}: {reason}") from exc
+                self._ports[device] = port
+                self._failing.pop(device, None)
+            self._read.add(device)
+            return port
+
+    async def drop(self, device: str, port: serial.Serial, reason: str) -> None:
+        """A reader found ``port`` broken (unplugged): close it, so the next ``acquire`` or
+        write opens the device again."""
+        lock = self._locks.setdefault(device, asyncio.Lock())
+        async with lock:
+            self._read.discard(device)
+            if self._ports.get(device) is port:
+                del self._ports[device]
+                self._failing[device] = reason
+                await asyncio.to_thread(_close_quietly, port)
+
     def _open(self, device: str) -> serial.Serial:
-        baudrate = int(self._settings.get(device, {}).get("baudrate", DEFAULT_BAUDRATE))
+        wanted = self._settings.get(device, {})
+        baudrate = int(wanted.get("baudrate", DEFAULT_BAUDRATE))
         port = serial.Serial(
-            port=device, baudrate=baudrate, write_timeout=self._write_timeout, timeout=0
+            port=device,
+            baudrate=baudrate,
+            bytesize=int(wanted.get("bytesize", 8)),
+            parity=_PARITY[str(wanted.get("parity", "none"))],
+            stopbits=wanted.get("stopbits", 1),
+            write_timeout=self._write_timeout,
+            timeout=0,
         )
         log.info("serial %s: open at %d baud", device, baudrate)
         return port
+
+
+_PARITY = {"none": serial.PARITY_NONE, "even": serial.PARITY_EVEN, "odd": serial.PARITY_ODD}
 
 
 def _write_all(port: serial.Serial, data: bytes) -> None:

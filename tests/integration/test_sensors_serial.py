@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import termios
 from collections.abc import Callable
 from pathlib import Path
 
 from edgeagent.config.model import SensorConfig
 from edgeagent.resource import Backoff
+from edgeagent.sensors.fields import line_settings_of
 from edgeagent.sensors.model import FieldSpec
 from edgeagent.sensors.pipeline import SensorState
 from edgeagent.sensors.service import SensorsService
+from edgeagent.serial.ports import SerialPorts
 
 FAST = Backoff(initial=0.05, maximum=0.2, jitter=0.0)
 
@@ -111,3 +114,28 @@ async def test_a_missing_device_at_start_is_waited_for(tmp_path: Path) -> None:
             await until(lambda: runner.pipeline.stats.readings == 1, "a reading")
         finally:
             adapter.unplug()
+
+
+async def test_a_device_read_and_written_is_one_port(tmp_path: Path) -> None:
+    """An Arduino that prints readings and takes commands: the sensor and the actuator's
+    writes share one open port (SerialPorts owns it), at the sensor's line settings."""
+    link = tmp_path / "arduino"
+    adapter = Adapter(link)
+    config = SensorConfig(id="duino", platform="serial", port=str(link), baud=19200, parser="kv")
+    ports = SerialPorts({str(link): line_settings_of(config)})
+    try:
+        async with ports:
+            service = SensorsService([config], state_dir=tmp_path, backoff=FAST, ports=ports)
+            runner = service.runners["duino"]
+            async with service:
+                await until(lambda: runner.state is SensorState.OPEN, "the port to open")
+                adapter.write(b"t=20\n")
+                await until(lambda: runner.pipeline.stats.readings == 1, "a reading")
+                await ports.write(str(link), b"FAN ON\n")
+                assert os.read(adapter.master, 64) == b"FAN ON\n"
+                assert ports.stats()["open"] == [str(link)]  # opened once, by both
+                assert termios.tcgetattr(adapter.slave)[4] == termios.B19200
+                adapter.write(b"t=21\n")
+                await until(lambda: runner.pipeline.stats.readings == 2, "another reading")
+    finally:
+        adapter.unplug()

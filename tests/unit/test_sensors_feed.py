@@ -194,3 +194,26 @@ def test_check_refuses_subscriptions_no_sensor_can_satisfy() -> None:
         "error[unknown-sensor] reactors[id=b].subscribe.sensor.gsp.lat: no sensor 'gsp' "
         "(did you mean 'gps'?); sensors: air, free, gps",
     ]
+
+
+def test_check_reports_a_sensor_and_an_actuator_disagreeing_on_a_device() -> None:
+    from edgeagent.reactors.graph import check_graph, line_settings
+
+    def config(actuator_baud: int) -> object:
+        return load_config(
+            None,
+            identity=DeviceIdentity("2e6d"),
+            overrides={
+                "sensors": [{"id": "duino", "platform": "serial", "port": "/dev/ttyACM0",
+                             "baud": 9600, "parser": "kv"}],
+                "reactors": [{"id": "fan", "type": "actuator",
+                              "options": {"device": "/dev/ttyACM0", "baudrate": actuator_baud}}],
+            },
+        )  # fmt: skip
+
+    agreeing = config(9600)
+    assert [d for d in check_graph(agreeing) if d.code == "device-conflict"] == []  # type: ignore[arg-type]
+    assert line_settings(agreeing) == {"/dev/ttyACM0": {"baudrate": 9600}}  # type: ignore[arg-type]
+    (found,) = [d for d in check_graph(config(115200)) if d.code == "device-conflict"]  # type: ignore[arg-type]
+    assert found.path == "sensors[duino]"
+    assert "baudrate 9600 (reactor 'fan': 115200)" in found.message
