@@ -148,3 +148,30 @@ def test_a_pty_sensor_drives_a_threshold_that_switches_an_actuator(
     finally:
         for fd in (sensor_master, sensor_slave, fan_master, fan_slave):
             os.close(fd)
+
+
+def test_the_boards_own_health_is_a_sensor(lab: Lab, tmp_path: Path) -> None:
+    lab.add_lan("lan")
+    device = lab.add_device("dev", [("lan", "10.77.47.1")])
+    config = device_config("edge-board")
+    config["sensors"] = [{"id": "board", "platform": "system", "interval": "1s"}]
+    agent = start_agent(device, tmp_path / "dev", config)
+    wait_established(agent)
+    row = wait_until(
+        lambda: (r := json.loads(agent.cli("sensors", "show", "board", "--json").stdout))[
+            "readings"
+        ] >= 2 and r,
+        15, "two readings of the board",
+    )  # fmt: skip
+    fields = row["last"]["fields"]
+    assert fields["load_1m"]["value"] >= 0
+    assert 0 <= fields["memory_used_percent"]["value"] <= 100
+    assert fields["disk_free"]["unit"] == "B"
+    # Whatever this machine lacks (no thermal zone, no Wi-Fi, no Pi firmware) is named once,
+    # with its reason, and is not an error.
+    assert row["state"] == "open"
+    for reason in row.get("unavailable", {}).values():
+        assert reason
+    shown = agent.cli("sensors", "show", "board").stdout
+    assert "load_1m = " in shown
+    assert agent.log().count("is not available here") == len(row.get("unavailable", {}))
