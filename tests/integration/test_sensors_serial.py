@@ -10,6 +10,8 @@ import termios
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from edgeagent.config.model import SensorConfig
 from edgeagent.resource import Backoff
 from edgeagent.sensors.fields import line_settings_of
@@ -137,5 +139,59 @@ async def test_a_device_read_and_written_is_one_port(tmp_path: Path) -> None:
                 assert termios.tcgetattr(adapter.slave)[4] == termios.B19200
                 adapter.write(b"t=21\n")
                 await until(lambda: runner.pipeline.stats.readings == 2, "another reading")
+    finally:
+        adapter.unplug()
+
+
+def _pms_frame(pm1: int, pm25: int, pm10: int) -> bytes:
+    body = (
+        b"BM"
+        + (28).to_bytes(2, "big")
+        + b"\0\0\0\0"
+        + b"".join(v.to_bytes(2, "big") for v in (pm1, pm25, pm10))
+    )
+    body += b"\0" * (30 - len(body))
+    return body + (sum(body) & 0xFFFF).to_bytes(2, "big")
+
+
+FORMATS = [
+    ("json", "line", b'{"env": {"t": 21.5}, "rh": 40}\n', {"env.t": 21.5, "rh": 40}),
+    ("kv", "line", b"t=21.5,rh=40\r\n", {"t": 21.5, "rh": 40}),
+    ({"csv": {"columns": ["t", "rh"]}}, "line", b"21.5,40\n", {"t": 21.5, "rh": 40}),
+    ({"regex": r"T(?P<t>[-0-9.]+) H(?P<rh>\d+)"}, "line", b"T21.5 H40\n", {"t": 21.5, "rh": 40}),
+    ("nmea", "line",
+     b"$GPGGA,184353.07,1929.045,S,02410.506,E,1,04,2.6,100.00,M,-33.9,M,,0000*6D\r\n",
+     {"lat": -19.4840833, "sats": 4, "alt": 100.0}),
+    ({"struct": {"format": ">4x4xHHH16x2x", "fields": ["pm1", "pm25", "pm10"]}},
+     {"fixed": 32, "header": "424d", "checksum": "sum16"}, _pms_frame(5, 12, 20),
+     {"pm25": 12, "pm10": 20}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("parser", "framing", "frame", "expected"), FORMATS,
+                         ids=["json", "kv", "csv", "regex", "nmea", "fixed"])  # fmt: skip
+async def test_each_format_through_a_pty_split_anywhere_with_garbage(
+    tmp_path: Path, parser: object, framing: object, frame: bytes, expected: dict[str, object]
+) -> None:
+    link = tmp_path / "dev"
+    adapter = Adapter(link)
+    config = SensorConfig(id="s", platform="serial", port=str(link), parser=parser,
+                          framing=framing)  # fmt: skip
+    service = SensorsService([config], state_dir=tmp_path, backoff=FAST)
+    runner = service.runners["s"]
+    garbage = b"\x00\xff\xfe#junk\n"
+    stream = frame + garbage + frame + garbage + frame
+    try:
+        async with service:
+            await until(lambda: runner.state is SensorState.OPEN, "the port to open")
+            for cut in range(0, len(stream), 7):  # awkward boundaries: every 7 bytes
+                adapter.write(stream[cut : cut + 7])
+                await asyncio.sleep(0.005)
+            await until(lambda: runner.pipeline.stats.readings == 3, "three readings")
+            assert runner.pipeline.last is not None
+            values = runner.pipeline.last.values
+            for name, value in expected.items():
+                assert values[name] == pytest.approx(value), name
+            assert runner.pipeline.stats.dropped_total >= 1  # the garbage, counted
     finally:
         adapter.unplug()

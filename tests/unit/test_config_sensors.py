@@ -98,10 +98,15 @@ def test_fixed_framing_with_a_header(tmp_path: Path) -> None:
         platform: serial
         port: /dev/ttyAMA0
         framing: {fixed: 32, header: "424d"}
-        parser: {struct: {format: ">4xHHH", fields: [pm1, pm25, pm10]}}
+        parser: {struct: {format: ">4x4xHHH16x2x", fields: [pm1, pm25, pm10]}}
     """
     (pms,) = config_of(write(tmp_path, text)).sensors
     assert pms.framing == {"fixed": 32, "header": "424d"}
+    (issue,) = issues_of(tmp_path, text.replace(">4x4xHHH16x2x", ">4xHHH"))
+    assert issue.endswith(
+        ":6: sensors[pms].parser: the struct format reads 10 bytes but each frame is 32 "
+        "(framing fixed: 32); pad it with 'x' to the whole frame"
+    )
 
 
 @pytest.mark.parametrize(

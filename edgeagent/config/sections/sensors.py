@@ -29,9 +29,9 @@ from edgeagent.config.located import (
 from edgeagent.config.scalars import choice, duration_seconds, integer, parse_duration, parse_text
 from edgeagent.config.sections import BuildContext, Section, removal_item
 from edgeagent.sensors.filters import FILTERS, FilterConfig, OptionKind, parse_filter
-from edgeagent.sensors.framing import build_framer
+from edgeagent.sensors.framing import FixedFramer, build_framer
 from edgeagent.sensors.model import FieldSpec
-from edgeagent.sensors.parsers import PARSERS, build_parser
+from edgeagent.sensors.parsers import PARSERS, StructParser, build_parser
 from edgeagent.sensors.system import METRICS
 
 PLATFORMS = ("serial", "system", "simulated")
@@ -192,6 +192,8 @@ def _sensor(item: Node, path: str, issues: Issues) -> SensorConfig | None:
         for key in ("port", "parser"):
             if reader.node(key) is None:
                 issues.add(item.where, path, f"a serial sensor needs '{key}'")
+        _check_frame_size(values["framing"], values["parser"], reader.node("parser"), path,
+                          issues)  # fmt: skip
     elif platform == "system":
         values.update(
             metrics=reader.get("metrics", _parse_metrics, tuple(METRICS)),
@@ -303,6 +305,22 @@ def _parse_framing(node: Node, path: str, issues: Issues) -> Any:
         issues.add(node.where, path, str(exc))
         return None
     return value
+
+
+def _check_frame_size(framing: Any, parser: Any, node: Node | None, path: str,
+                      issues: Issues) -> None:  # fmt: skip
+    """A struct parser reads whole fixed frames: its format must be as long as the frame."""
+    if framing is None or parser is None or node is None:
+        return
+    framer, decoder = build_framer(framing), build_parser(parser)
+    if isinstance(framer, FixedFramer) and isinstance(decoder, StructParser):
+        size, length = decoder.layout.size, framer.length
+        if size != length:
+            problem = (
+                f"the struct format reads {size} bytes but each frame is {length} "
+                f"(framing fixed: {length}); pad it with 'x' to the whole frame"
+            )
+            issues.add(node.where, join_path(path, "parser"), problem)
 
 
 def _parse_metrics(node: Node, path: str, issues: Issues) -> tuple[str, ...]:
