@@ -19,13 +19,17 @@ a ``time.perf_counter`` schedule. The reactor is ``type: window`` subscribed to
 
 What is measured, over ``--seconds`` after ``--warmup`` seconds of readings, from
 ``/proc/<agent pid>/io`` (the whole process, every thread, the store's SQLite writer thread
-included): ``write_bytes``, the bytes the process caused to be sent to the storage layer
-(counted per page cache page it dirtied, 4 KiB each), and ``wchar``, the bytes it passed to
-``write()``-like calls (sockets and pipes too). The journal's counters (commits, intents
-appended) come from the control socket's ``status`` at both ends, and the write-ahead log's
-size and checkpoint sequence from its header, to explain the figures. What ``write_bytes``
-does not count: the filesystem's own journal (ext4's jbd2 thread writes the metadata of the
-files' growth on its own account), and the writes of the SQLite checkpoint when none falls in
+included): ``write_bytes``, the bytes the process caused to be sent to the storage layer,
+and ``wchar``, the bytes it passed to ``write()``-like calls (sockets and pipes too). The
+kernel counts ``write_bytes`` when a page of the page cache becomes dirty, 4 KiB a page, so
+a page counts again each time it is dirtied after being cleaned: by the commit's fsync, or by
+the periodic writeback of the wal-index (``-shm``, which SQLite maps and never syncs). The
+journal's counters (commits, intents appended) come from the control socket's ``status`` at
+both ends, and the write-ahead log's size and checkpoint sequence from its header: frames
+appended per commit, and ``pages_beyond_frames`` (``write_bytes`` / 4 KiB, less one page per
+frame and one per commit for the previous commit's last, partly filled, page). What
+``write_bytes`` does not count: the filesystem's own journal (ext4's jbd2 thread writes the
+metadata of the files' growth on its own account), and a SQLite checkpoint when none falls in
 the window (the output says when one did).
 
 Every agent runs inside a network namespace (``tests.netlab``): its mDNS traffic never reaches
@@ -34,7 +38,8 @@ directories go in a fresh directory under the system's temporary directory when 
 real filesystem (not tmpfs), else under ``bench/results/``; the output names the filesystem.
 Needs root:
 
-    sudo .venv/bin/python bench/disk.py [--seconds 120] [--rounds 2] [--warmup 15] [--longer 10]
+    sudo .venv/bin/python bench/disk.py [--seconds 120] [--rounds 2] [--warmup 15]
+                                        [--longer 10[,30...]] [--only KEYS] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -128,6 +133,7 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown config {sorted(unknown)}; known: {[s.key for s in configs]}")
         configs = [setup for setup in configs if setup.key in wanted]
+    code = code_version()  # before the runs: other work may commit to the tree meanwhile
     base, where = state_base(args.dir)
     print(f"state directories in {where}", flush=True)
     pty = Pty.open()
@@ -148,7 +154,7 @@ def main() -> None:
         lab.close()
         pty.close()
         shutil.rmtree(base, ignore_errors=True)
-    report(args, configs, where, rounds)
+    report(args, configs, where, code, rounds)
 
 
 # ---- one run
@@ -367,6 +373,7 @@ def describe(setup: Setup) -> dict[str, Any]:
 def print_run(r: int, setup: Setup, res: dict[str, Any]) -> None:
     per_commit = res["write_bytes_per_commit"]
     frames = res["wal_frames_per_commit"]
+    beyond = res["pages_beyond_frames"]
     print(
         f"round {r} {setup.label:<22} write_bytes {res['io']['write_bytes'] / 1024:8.0f} KiB"
         f" in {res['window_s']:.1f} s ({res['write_bytes_per_hour'] / 2**20:7.2f} MiB/h),"
@@ -375,6 +382,7 @@ def print_run(r: int, setup: Setup, res: dict[str, Any]) -> None:
         f" in {res['journal_commits']} commits"
         + (f", {per_commit / 1024:.1f} KiB/commit" if per_commit else "")
         + (f", {frames:.2f} WAL frames/commit" if frames else "")
+        + (f", {beyond:.0f} pages beyond frames" if beyond is not None and frames else "")
         + (f", WAL resets {res['wal_resets_in_window']}" if res["wal_resets_in_window"] else ""),
         flush=True,
     )
@@ -384,6 +392,7 @@ def report(
     args: argparse.Namespace,
     configs: list[Setup],
     where: str,
+    code: dict[str, Any],
     rounds: list[dict[str, dict[str, Any]]],
 ) -> None:
     ratios = {
@@ -407,7 +416,7 @@ def report(
         "rounds": args.rounds,
         "rate_hz": 1,
         "state_dir": where,
-        "code": code_version(),  # the agent runs the edgeagent package of this tree
+        "code": code,  # the agent runs the edgeagent package of this tree
         "target_ratio": TARGET_RATIO,
         "reference": REFERENCE,
         "configs": {s.key: describe(s) for s in configs},
@@ -427,12 +436,17 @@ def report(
         frames = m["wal_frames_per_commit"]
         per_round = ", ".join(f"{value:.3f}" for value in ratios[setup.key])
         print(
-            f"{setup.label:<22} {m['write_bytes_per_hour'] / 2**20:>10.2f} MiB"
-            f" {m['wchar_per_hour'] / 2**20:>7.2f} MiB {m['commits_per_hour']:>10.0f}"
-            f" {per_commit / 1024 if per_commit else 0:>11.1f}"
-            f" {frames if frames else 0:>14.2f} {per_round:>24}"
+            f"{setup.label:<22} {(m['write_bytes_per_hour'] or 0.0) / 2**20:>10.2f} MiB"
+            f" {(m['wchar_per_hour'] or 0.0) / 2**20:>7.2f} MiB {m['commits_per_hour'] or 0:>10.0f}"
+            f" {_shown(per_commit and per_commit / 1024, '.1f'):>11}"
+            f" {_shown(frames, '.2f'):>14} {per_round:>24}"
         )
     print(f"target: grouped / each <= {TARGET_RATIO:g}; {path}")
+
+
+def _shown(value: float | None, spec: str) -> str:
+    """``value`` formatted, or ``-`` where there is none (no commit, or the log was reset)."""
+    return "-" if value is None else format(value, spec)
 
 
 if __name__ == "__main__":
