@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import statistics
 import sys
 import time
+import tty
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +86,38 @@ async def open_loop(
                 for scheduled in due:
                     tasks.create_task(send([scheduled]))
             await asyncio.sleep(max(_TICK, start + i / rate - time.perf_counter()))
+
+
+@dataclass
+class Pty:
+    """A pseudo-terminal pair standing in for a serial sensor: the agent opens ``path``."""
+
+    master: int
+    slave: int
+    path: str
+
+    @classmethod
+    def open(cls) -> Pty:
+        master, slave = os.openpty()
+        # Raw before the agent opens it (pyserial sets raw too): no echo back to the master,
+        # whose output nobody reads, and no line editing of what the sensors send.
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        return cls(master, slave, os.ttyname(slave))
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def mount_of(path: Path) -> tuple[str, str, str]:
+    """(mount point, device, fs type) holding ``path``, from /proc/mounts."""
+    best = ("/", "?", "?")
+    resolved = str(path.resolve())
+    for line in Path("/proc/mounts").read_text().splitlines():
+        device, point, fstype = line.split()[:3]
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, device, fstype)
+    return best

@@ -53,12 +53,11 @@ import struct
 import subprocess
 import tempfile
 import time
-import tty
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import REPO, write_result
+from common import REPO, Pty, mount_of, write_result
 
 from tests.integration.agents import (
     AgentHandle,
@@ -94,26 +93,6 @@ def setups(longer: list[float]) -> list[Setup]:
         *(Setup(f"grouped_{w:g}s", f"grouped {w:g}s", f"{w:g}s", True) for w in longer),
         Setup("untaken", "no reactor", None, False),
     ]
-
-
-@dataclass
-class Pty:
-    master: int
-    slave: int
-    path: str
-
-    @classmethod
-    def open(cls) -> Pty:
-        master, slave = os.openpty()
-        # Raw before the agent opens it: no echo back to the master, no line editing.
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        return cls(master, slave, os.ttyname(slave))
-
-    def close(self) -> None:
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 def main() -> None:
@@ -334,18 +313,6 @@ def code_version() -> dict[str, Any]:
 
     changed = git("status", "--porcelain", "--", "edgeagent").splitlines()
     return {"path": str(REPO), "head": git("rev-parse", "HEAD"), "uncommitted": changed}
-
-
-def mount_of(path: Path) -> tuple[str, str, str]:
-    """(mount point, device, fs type) holding ``path``, from /proc/mounts."""
-    best = ("/", "?", "?")
-    resolved = str(path.resolve())
-    for line in Path("/proc/mounts").read_text().splitlines():
-        device, point, fstype = line.split()[:3]
-        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best[0]):
-            best = (point, device, fstype)
-    return best
 
 
 def state_base(requested: str | None) -> tuple[Path, str]:

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, open_loop, percentile, summary, write_result
+from common import REPO, mount_of, open_loop, percentile, summary, write_result
 
 from edgeagent.reactors.journal import INSERT_INTENT, INSERT_KIND, Entry, Journal
 from edgeagent.store import WriterKind
@@ -53,18 +53,6 @@ def entry() -> Entry:
 
 
 # ---- where the files go
-
-
-def mount_of(path: Path) -> tuple[str, str, str]:
-    """(mount point, device, fs type) holding ``path``, from /proc/mounts."""
-    best = ("/", "?", "?")
-    resolved = str(path.resolve())
-    for line in Path("/proc/mounts").read_text().splitlines():
-        device, point, fstype = line.split()[:3]
-        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best[0]):
-            best = (point, device, fstype)
-    return best
 
 
 def bench_dir(requested: str | None) -> tuple[Path, str]:

@@ -32,17 +32,14 @@ run and the lab's namespaces are removed at the end. Needs root:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import tempfile
 import time
-import tty
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import REPO, write_result
+from common import REPO, Pty, write_result
 
 from tests.integration.agents import (
     AgentHandle,
@@ -72,27 +69,6 @@ FIELDS = {
     "pm25": {"unit": "µg/m³", "device_class": "pm25"},
     "t": {"unit": "°C", "device_class": "temperature"},
 }
-
-
-@dataclass
-class Pty:
-    master: int
-    slave: int
-    path: str
-
-    @classmethod
-    def open(cls) -> Pty:
-        master, slave = os.openpty()
-        # Raw before the agent opens it (pyserial sets raw too): no echo back to the master,
-        # whose output nobody reads, and no line editing of what the sensors send.
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        return cls(master, slave, os.ttyname(slave))
-
-    def close(self) -> None:
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 def cpu_ticks(pid: int) -> dict[str, int]:
